@@ -1,0 +1,364 @@
+"""`smooth_model()`: rewrite a Keras model into its Gaussian-smoothed counterpart."""
+
+import collections
+import numbers
+from typing import Callable
+from typing import Mapping
+from typing import Union
+
+import keras
+from keras import tree
+
+from keras_gsmooth import rules
+from keras_gsmooth.input_penalty import InputPenalty
+from keras_gsmooth.sigma import SmoothedModel
+from keras_gsmooth.validation import check_regularization
+
+Regularization = Union[float, Mapping[str, float], Callable[[keras.layers.Layer], float]]
+
+
+def smooth_model(
+    model: keras.Model,
+    sigma=0.0,
+    regularization: Regularization = 0.0,
+    replace_max_pooling: bool = False,
+    name: str = None,
+) -> SmoothedModel:
+    """Returns the Gaussian-smoothed counterpart of a Keras model.
+
+    Every layer is rewritten by its rule (`keras_gsmooth.rules`, SPEC §3):
+    activations h become their smoothed h_σ (fused activations are split
+    off their Dense/Conv layer first), Dropout becomes an identity, and the
+    penalty terms of the paper's layer-wise derivation are attached as Keras
+    regularizers, so they reach the training loss through `model.losses`
+    like any other regularizer:
+
+    - Dense with `units` d₊: λ·(σ²/2)‖θ‖² on the kernel, λ·(σ²d₊/2)‖x‖² on
+      its input x;
+    - Conv1D/2D/3D: the same two terms with per-tap and per-position counts;
+    - an activation h: λ·Σ Var_σ[h](x) = λ·Σ[(h²)_σ(x) − h_σ(x)²] on its
+      input;
+    - Dropout(p): λ·(p/(1−p))‖x‖².
+
+    Layers that only ever see raw data (the model's inputs, or tensors
+    computed from them without any weight, such as a Flatten of the input)
+    get no penalty, since smoothing over data adds constants only; weightless
+    layers on raw data (preprocessing) are kept unsmoothed. A non-elementwise
+    activation (softmax) is allowed on output layers only and stays
+    unsmoothed, as part of the data loss.
+
+    The result is a layer-wise surrogate of the lifted objective (SPEC §3),
+    not E[L(θ + σu)] of the composed network.
+
+    Args:
+        model: A built Sequential or Functional model (nested models, shared
+            layers, several inputs and outputs are supported). It is never
+            modified.
+        sigma: σ: a float `>= 0`, or a σ schedule
+            (`keras_gsmooth.schedules`). Leave it at 0 when the optimizer
+            (`GSmoothSGD`, `GSmoothAdam`) carries the schedule.
+        regularization: The penalty weight λ: one float for every penalty; a
+            mapping from the original layer names to λ (layers not named get
+            λ = 0); or a callable `layer -> λ` called with each original
+            layer. A fused activation split from a layer shares that layer's
+            λ; the paper's Table 6 λ's are per layer.
+        replace_max_pooling: Replace MaxPooling layers by average pooling of
+            the same geometry (an approximation the user opts in to; there is
+            no closed-form smoothing of a max).
+        name: The new model's name; defaults to `"<model.name>_smoothed"`.
+
+    Returns:
+        A `keras_gsmooth.SmoothedModel` with the original's inputs, outputs
+        and weights; compile and train it like any Keras model.
+
+    Raises:
+        ValueError: listing every layer that cannot be smoothed, with its
+            name, class and the reason, and the ways out
+            (`keras_gsmooth.register_rule`, `replace_max_pooling=True`); or
+            if σ or λ is invalid.
+
+    Example:
+
+    ```python
+    model = keras_gsmooth.models.paper_cnn()
+    smoothed = keras_gsmooth.smooth_model(model, sigma=0.1, regularization=1e-5)
+    smoothed.compile(optimizer="sgd", loss="mse")
+    ```
+    """
+    if not isinstance(model, keras.Model):
+        raise TypeError(
+            "smooth_model: `model` must be a keras.Model (Sequential or "
+            f"Functional). Received: {type(model).__name__}"
+        )
+    regularization_of = _regularization_resolver(regularization, model)
+    converter = _GraphConverter(regularization_of, replace_max_pooling)
+    inputs, outputs = converter.convert_top_level(model)
+    smoothed = SmoothedModel(inputs, outputs, sigma=sigma, name=name or f"{model.name}_smoothed")
+    converter.copy_weights()
+    return smoothed
+
+
+def _regularization_resolver(regularization, model) -> Callable[[keras.layers.Layer], float]:
+    owner = "smooth_model"
+    if isinstance(regularization, numbers.Real) and not isinstance(regularization, bool):
+        value = check_regularization(regularization, owner=owner)
+        return lambda layer: value
+    if isinstance(regularization, Mapping):
+        known = {layer.name for layer in _all_layers(model)}
+        unknown = sorted(set(regularization) - known)
+        if unknown:
+            raise ValueError(
+                f"smooth_model: `regularization` names layers that are not in "
+                f"model {model.name!r}: {unknown}. Known layer names: {sorted(known)}"
+            )
+        values = {
+            layer_name: check_regularization(value, argument=f"regularization[{layer_name!r}]", owner=owner)
+            for layer_name, value in regularization.items()
+        }
+        return lambda layer: values.get(layer.name, 0.0)
+    if callable(regularization):
+        return lambda layer: check_regularization(
+            regularization(layer), argument=f"regularization({layer.name!r})", owner=owner
+        )
+    raise ValueError(
+        "smooth_model: `regularization` must be a float >= 0, a mapping from "
+        "layer names to floats, or a callable layer -> float. Received: "
+        f"{regularization!r}"
+    )
+
+
+def _all_layers(model):
+    return [layer for layer in model._flatten_layers(include_self=False)]
+
+
+def _graph_of(model):
+    """The functional graph of a Functional or Sequential model."""
+    if isinstance(model, keras.Sequential):
+        if model._functional is None:
+            raise ValueError(
+                f"smooth_model: Sequential model {model.name!r} is not built "
+                "with a known input shape. Start it with `keras.Input(shape)` "
+                "or call `model.build(input_shape)` first."
+            )
+        return model._functional
+    if not hasattr(model, "_nodes_by_depth"):
+        raise ValueError(
+            f"smooth_model: model {model.name!r} ({type(model).__name__}) is a "
+            "subclassed model, whose layer graph is not known. Rebuild it as "
+            "a Functional or Sequential model."
+        )
+    return model
+
+
+class _Call:
+    """One call of a layer in the graph: its input and output tensors."""
+
+    def __init__(self, node):
+        self.node = node
+        self.inputs = node.input_tensors
+        self.outputs = node.outputs
+
+
+class _GraphConverter:
+    """Walks a functional graph and builds the smoothed graph beside it."""
+
+    def __init__(self, regularization_of, replace_max_pooling):
+        self._regularization_of = regularization_of
+        self._replace_max_pooling = replace_max_pooling
+        # id(original layer) -> (original layer, replacement, penalty layer)
+        self._replacements = {}
+        self._unsupported = []
+        self._used_names = set()
+
+    # -- top level -------------------------------------------------------
+
+    def convert_top_level(self, model):
+        graph = _graph_of(model)
+        self._reserve_names(model)
+        new_inputs = [self._new_input(tensor) for tensor in graph.inputs]
+        outputs = self._convert_graph(graph, new_inputs, [True] * len(new_inputs))
+        self._raise_if_unsupported(model)
+        inputs = tree.pack_sequence_as(graph._inputs_struct, new_inputs)
+        return inputs, outputs
+
+    def _reserve_names(self, model):
+        for layer in _all_layers(model):
+            self._used_names.add(layer.name)
+
+    def _unique_name(self, base):
+        candidate, index = base, 1
+        while candidate in self._used_names:
+            candidate = f"{base}_{index}"
+            index += 1
+        self._used_names.add(candidate)
+        return candidate
+
+    @staticmethod
+    def _new_input(tensor):
+        layer = tensor._keras_history.operation
+        return keras.Input(
+            shape=tensor.shape[1:],
+            batch_size=tensor.shape[0],
+            dtype=tensor.dtype,
+            sparse=getattr(tensor, "sparse", False),
+            name=layer.name,
+        )
+
+    def _raise_if_unsupported(self, model):
+        if not self._unsupported:
+            return
+        lines = "\n".join(
+            f"  - {layer_name} ({class_name}): {reason}" for layer_name, class_name, reason in self._unsupported
+        )
+        raise ValueError(
+            f"smooth_model: {len(self._unsupported)} layer(s) of model "
+            f"{model.name!r} cannot be smoothed:\n{lines}\n"
+            "Ways out: register a rule for the layer class with "
+            "`keras_gsmooth.register_rule(LayerClass, rule)`; for max pooling, "
+            "pass `replace_max_pooling=True`; or train the original model "
+            "with Monte-Carlo smoothing (keras_gsmooth.montecarlo). The model "
+            "was not changed."
+        )
+
+    # -- graph walking ---------------------------------------------------
+
+    def _convert_graph(self, graph, new_inputs, inputs_raw):
+        """Rebuilds `graph` on `new_inputs`; returns its outputs (structured)."""
+        tensors = {}
+        raw = {}
+        for original, new, is_raw in zip(graph.inputs, new_inputs, inputs_raw):
+            tensors[id(original)] = new
+            raw[id(original)] = is_raw
+        calls = self._calls_in_order(graph)
+        output_ids = {id(tensor) for tensor in graph.outputs}
+        calls_of = collections.defaultdict(list)
+        for call in calls:
+            calls_of[id(call.node.operation)].append(call)
+        for call in calls:
+            self._convert_call(call, calls_of[id(call.node.operation)], tensors, raw, output_ids)
+        return tree.pack_sequence_as(graph._outputs_struct, [tensors[id(t)] for t in graph.outputs])
+
+    @staticmethod
+    def _calls_in_order(graph):
+        calls = []
+        for depth in sorted(graph._nodes_by_depth, reverse=True):
+            for node in graph._nodes_by_depth[depth]:
+                if node.operation is not None and not node.is_input:
+                    calls.append(_Call(node))
+        return calls
+
+    def _convert_call(self, call, all_calls, tensors, raw, output_ids):
+        layer = call.node.operation
+        call_is_raw = all(raw[id(tensor)] for tensor in call.inputs)
+        args, kwargs = call.node.arguments.fill_in(tensors)
+        if call_is_raw and not layer.weights:
+            outputs = self._keep_as_preprocessing(layer)(*args, **kwargs)
+            outputs_raw = True
+        else:
+            entry = self._replacement_for(layer, call, all_calls, raw, output_ids)
+            outputs = self._apply(entry, args, kwargs, call_is_raw)
+            outputs_raw = False
+        for original, new in zip(call.outputs, tree.flatten(outputs)):
+            tensors[id(original)] = new
+            raw[id(original)] = outputs_raw
+
+    def _keep_as_preprocessing(self, layer):
+        key = ("preprocessing", id(layer))
+        if key not in self._replacements:
+            self._replacements[key] = (layer, rules.clone_layer(layer), None)
+        return self._replacements[key][1]
+
+    def _replacement_for(self, layer, call, all_calls, raw, output_ids):
+        key = id(layer)
+        if key in self._replacements:
+            return self._replacements[key]
+        if isinstance(layer, keras.Model):
+            entry = (layer, _NestedModel.convert(self, layer, all_calls, raw), None)
+            self._replacements[key] = entry
+            return entry
+        penalized_calls = sum(1 for c in all_calls if not all(raw.get(id(t), False) for t in c.inputs))
+        context = rules.RuleContext(
+            regularization=self._regularization_of(layer),
+            penalized_calls=penalized_calls,
+            input_shape=tuple(call.inputs[0].shape),
+            is_output=any(id(t) in output_ids for c in all_calls for t in c.outputs),
+            replace_max_pooling=self._replace_max_pooling,
+        )
+        try:
+            replacement = rules.get_rule(layer)(layer, context)
+        except rules.UnsupportedLayer as error:
+            # Keep walking with a stand-in, so that one error lists every
+            # unsupported layer; nothing is returned once any was found.
+            self._unsupported.append((layer.name, type(layer).__name__, str(error)))
+            replacement = rules.Replacement(rules.clone_layer(layer))
+        self._check_replacement(layer, replacement)
+        penalty_layer = None
+        if replacement.input_penalty is not None:
+            penalty_layer = InputPenalty(
+                activity_regularizer=replacement.input_penalty,
+                name=self._unique_name(f"{layer.name}_input_penalty"),
+            )
+        if replacement.activation is not None:
+            replacement.activation.name = self._unique_name(replacement.activation.name)
+        entry = (layer, replacement, penalty_layer)
+        self._replacements[key] = entry
+        return entry
+
+    @staticmethod
+    def _check_replacement(layer, replacement):
+        if not isinstance(replacement, rules.Replacement):
+            raise TypeError(
+                f"smooth_model: the rule for layer {layer.name!r} "
+                f"({type(layer).__name__}) returned {replacement!r}; a rule "
+                "must return a keras_gsmooth.rules.Replacement."
+            )
+        if replacement.layer is layer:
+            raise ValueError(
+                f"smooth_model: the rule for layer {layer.name!r} "
+                f"({type(layer).__name__}) returned the original layer; it "
+                "must return a new one (use keras_gsmooth.rules.clone_layer), "
+                "so that the original model is never changed."
+            )
+
+    @staticmethod
+    def _apply(entry, args, kwargs, call_is_raw):
+        _, replacement, penalty_layer = entry
+        if isinstance(replacement, _NestedModel):
+            return replacement(*args, **kwargs)
+        if penalty_layer is not None and not call_is_raw:
+            args = (penalty_layer(args[0]),) + tuple(args[1:])
+        outputs = replacement.layer(*args, **kwargs)
+        if replacement.activation is not None:
+            outputs = replacement.activation(outputs)
+        return outputs
+
+    # -- weights ---------------------------------------------------------
+
+    def copy_weights(self):
+        """Copies every original layer's weights into its replacement."""
+        for original, replacement, _ in self._replacements.values():
+            if isinstance(replacement, _NestedModel):
+                continue  # its layers are entries of their own
+            new_layer = replacement if isinstance(replacement, keras.layers.Layer) else replacement.layer
+            if original.weights:
+                new_layer.set_weights(original.get_weights())
+
+
+class _NestedModel:
+    """A nested Functional/Sequential model, converted into a plain functional model."""
+
+    def __init__(self, model):
+        self.model = model
+
+    @classmethod
+    def convert(cls, converter, model, all_calls, raw):
+        """Converts `model`; its inputs count as raw only if raw in every call."""
+        graph = _graph_of(model)
+        new_inputs = [_GraphConverter._new_input(tensor) for tensor in graph.inputs]
+        inputs_raw = [all(raw[id(call.inputs[index])] for call in all_calls) for index in range(len(new_inputs))]
+        outputs = converter._convert_graph(graph, new_inputs, inputs_raw)
+        inputs = tree.pack_sequence_as(graph._inputs_struct, new_inputs)
+        return cls(keras.Model(inputs, outputs, name=model.name))
+
+    def __call__(self, *args, **kwargs):
+        return self.model(*args, **kwargs)

@@ -1,0 +1,370 @@
+"""The converter's table: which smoothed layer replaces which Keras layer.
+
+A *rule* is a function `rule(layer, context) -> Replacement`. It receives
+the original layer (never to be modified) and a `RuleContext`, and returns
+the new layer to call in its place plus the penalties that come with it
+(SPEC §3). `smooth_model` looks rules up by the layer's exact class, so a
+subclass of `Dense` with its own `call` is not silently treated as a
+`Dense`: register a rule for it with `register_rule`.
+"""
+
+import dataclasses
+import functools
+from typing import Callable
+from typing import Optional
+
+import keras
+
+from keras_gsmooth import activations
+from keras_gsmooth import regularizers
+from keras_gsmooth.activations.base import keras_activation_name
+from keras_gsmooth.input_penalty import InputPenalty
+from keras_gsmooth.layers import SmoothActivation
+
+
+@dataclasses.dataclass(frozen=True)
+class RuleContext:
+    """What a rule knows about the layer it rewrites.
+
+    Attributes:
+        regularization: The penalty weight λ of this layer (0 when the layer
+            only ever sees raw data, whose smoothing adds constants only).
+        penalized_calls: How many times the layer is called on inputs that
+            are not raw data. A shared layer's kernel penalty counts once
+            per such call.
+        input_shape: The shape of the layer's first input (batch axis
+            included), as the functional graph knows it.
+        is_output: Whether an output of the layer is a model output.
+        replace_max_pooling: Whether the user opted in to replacing
+            MaxPooling by AveragePooling.
+    """
+
+    regularization: float
+    penalized_calls: int
+    input_shape: tuple
+    is_output: bool
+    replace_max_pooling: bool = False
+
+    @property
+    def penalized(self) -> bool:
+        """Whether the layer's penalties are switched on."""
+        return self.regularization > 0 and self.penalized_calls > 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Replacement:
+    """What a rule returns: the new layer and the penalties it carries.
+
+    Attributes:
+        layer: The new layer, called with the original call arguments. It
+            must be a new object (the original model is never changed);
+            `smooth_model` copies the original weights into it after it is
+            built, so its weights must have the original's shapes.
+        input_penalty: A regularizer of the layer's input (e.g.
+            `DenseInputPenalty`), applied through an identity layer placed
+            before every call on non-raw data, or `None`.
+        activation: A `SmoothActivation` applied to the layer's output (a
+            fused activation split off the layer), or `None`.
+    """
+
+    layer: keras.layers.Layer
+    input_penalty: Optional[keras.regularizers.Regularizer] = None
+    activation: Optional[SmoothActivation] = None
+
+
+Rule = Callable[[keras.layers.Layer, RuleContext], Replacement]
+
+
+class UnsupportedLayer(Exception):
+    """Raised by a rule that cannot smooth the layer it was given.
+
+    `smooth_model` collects these for every layer of the model and raises
+    one `ValueError` listing them all.
+    """
+
+
+def clone_layer(layer: keras.layers.Layer, **config_overrides) -> keras.layers.Layer:
+    """A new, unbuilt layer of the same class and configuration, with overrides."""
+    config = layer.get_config()
+    config.update(config_overrides)
+    return layer.__class__.from_config(config)
+
+
+def _is_linear(activation) -> bool:
+    return activation is None or activation is keras.activations.linear
+
+
+def _is_elementwise(activation) -> bool:
+    """Whether a Keras activation (name or function) acts element by element."""
+    if isinstance(activation, functools.partial):
+        activation = activation.func
+    name = activation if isinstance(activation, str) else keras_activation_name(activation)
+    return name not in activations.NON_ELEMENTWISE
+
+
+def activation_of_layer(layer: keras.layers.Layer):
+    """The activation function an activation layer applies, with its options."""
+    if isinstance(layer, keras.layers.Activation):
+        return layer.activation
+    if isinstance(layer, keras.layers.ReLU):
+        options = {"negative_slope": float(layer.negative_slope), "threshold": float(layer.threshold)}
+        if layer.max_value is not None:
+            options["max_value"] = float(layer.max_value)
+        options = {key: value for key, value in options.items() if value != 0.0}
+        return functools.partial(keras.activations.relu, **options) if options else keras.activations.relu
+    if isinstance(layer, keras.layers.LeakyReLU):
+        return functools.partial(keras.activations.leaky_relu, negative_slope=float(layer.negative_slope))
+    if isinstance(layer, keras.layers.ELU):
+        return functools.partial(keras.activations.elu, alpha=float(layer.alpha))
+    if isinstance(layer, keras.layers.Softmax):
+        return keras.activations.softmax
+    raise UnsupportedLayer("it is not one of the activation layers this rule knows")
+
+
+def _split_activation(layer, context) -> tuple:
+    """Splits a fused activation off `layer`: (config overrides, SmoothActivation or None)."""
+    activation = getattr(layer, "activation", None)
+    if _is_linear(activation):
+        return {}, None
+    if not _is_elementwise(activation):
+        if context.is_output:
+            # A final softmax stays part of the data loss, unsmoothed.
+            return {}, None
+        raise UnsupportedLayer(
+            f"its activation {keras.activations.serialize(activation)!r} is not "
+            "elementwise; only a model's output layer may keep a "
+            "non-elementwise activation (it then stays unsmoothed)"
+        )
+    smoothed = SmoothActivation(
+        activation,
+        regularization=context.regularization,
+        name=f"{layer.name}_activation",
+    )
+    return {"activation": "linear"}, smoothed
+
+
+def _with_extra_regularizer(existing, penalty):
+    if existing is None:
+        return penalty
+    return regularizers.RegularizerSum([existing, penalty])
+
+
+def dense_rule(layer: keras.layers.Dense, context: RuleContext) -> Replacement:
+    """Dense: (σ²/2)‖θ‖² on the kernel and (σ²·units/2)‖x‖² on the input."""
+    overrides, activation = _split_activation(layer, context)
+    input_penalty = None
+    if context.penalized:
+        overrides["kernel_regularizer"] = _with_extra_regularizer(
+            layer.kernel_regularizer,
+            regularizers.DenseKernelPenalty(context.regularization * context.penalized_calls),
+        )
+        input_penalty = regularizers.DenseInputPenalty(layer.units, context.regularization)
+    return Replacement(clone_layer(layer, **overrides), input_penalty, activation)
+
+
+def conv_rule(layer: keras.layers.Layer, context: RuleContext) -> Replacement:
+    """Conv1D/2D/3D: kernel penalty weighted by tap counts N_i, input penalty by coverage counts."""
+    overrides, activation = _split_activation(layer, context)
+    input_penalty = None
+    if context.penalized:
+        if layer.data_format == "channels_last":
+            spatial_shape = tuple(context.input_shape[1:-1])
+        else:
+            spatial_shape = tuple(context.input_shape[2:])
+        if any(size is None for size in spatial_shape):
+            raise UnsupportedLayer(
+                f"its input has a dynamic spatial shape {spatial_shape}; the "
+                "convolution penalties count taps per position and need a "
+                "static shape (give the model's Input a full shape)"
+            )
+        geometry = dict(
+            strides=layer.strides,
+            padding=layer.padding,
+            dilation_rate=layer.dilation_rate,
+            data_format=layer.data_format,
+        )
+        overrides["kernel_regularizer"] = _with_extra_regularizer(
+            layer.kernel_regularizer,
+            regularizers.ConvKernelPenalty(
+                spatial_shape,
+                regularization=context.regularization * context.penalized_calls,
+                **geometry,
+            ),
+        )
+        input_penalty = regularizers.ConvInputPenalty(
+            layer.filters // layer.groups,
+            layer.kernel_size,
+            regularization=context.regularization,
+            **geometry,
+        )
+    return Replacement(clone_layer(layer, **overrides), input_penalty, activation)
+
+
+def activation_rule(layer: keras.layers.Layer, context: RuleContext) -> Replacement:
+    """Activation layers: h → h_σ with the variance penalty Σ Var_σ[h](x)."""
+    identifier = activation_of_layer(layer)
+    if not _is_elementwise(identifier):
+        if context.is_output:
+            return Replacement(clone_layer(layer))
+        raise UnsupportedLayer(
+            "its activation is not elementwise; only a model's output layer "
+            "may keep a non-elementwise activation (it then stays unsmoothed)"
+        )
+    return Replacement(
+        SmoothActivation(
+            identifier,
+            regularization=context.regularization if context.penalized else 0.0,
+            name=layer.name,
+        )
+    )
+
+
+def dropout_rule(layer: keras.layers.Dropout, context: RuleContext) -> Replacement:
+    """Dropout(p) → identity with the penalty (p/(1−p))‖x‖² (Keras's inverted dropout)."""
+    penalty = None
+    if context.penalized:
+        penalty = regularizers.DropoutInputPenalty(layer.rate, context.regularization)
+    return Replacement(InputPenalty(activity_regularizer=penalty, name=layer.name))
+
+
+def structural_rule(layer: keras.layers.Layer, context: RuleContext) -> Replacement:
+    """Linear layers without weights (pooling by averaging, reshapes, merges): unchanged."""
+    return Replacement(clone_layer(layer))
+
+
+_AVERAGE_POOLING_FOR = {
+    keras.layers.MaxPooling1D: keras.layers.AveragePooling1D,
+    keras.layers.MaxPooling2D: keras.layers.AveragePooling2D,
+    keras.layers.MaxPooling3D: keras.layers.AveragePooling3D,
+    keras.layers.GlobalMaxPooling1D: keras.layers.GlobalAveragePooling1D,
+    keras.layers.GlobalMaxPooling2D: keras.layers.GlobalAveragePooling2D,
+    keras.layers.GlobalMaxPooling3D: keras.layers.GlobalAveragePooling3D,
+}
+
+
+def max_pooling_rule(layer: keras.layers.Layer, context: RuleContext) -> Replacement:
+    """MaxPooling has no closed-form smoothing (paper, Note D.1): average pooling, on request."""
+    if not context.replace_max_pooling:
+        raise UnsupportedLayer(
+            "max pooling has no closed-form Gaussian smoothing (paper, Note "
+            "D.1); pass `replace_max_pooling=True` to replace it by the "
+            "average pooling of the same geometry, or train the unconverted "
+            "model with keras_gsmooth.montecarlo"
+        )
+    replacement_class = _AVERAGE_POOLING_FOR[type(layer)]
+    return Replacement(replacement_class.from_config(layer.get_config()))
+
+
+_RULES: dict = {}
+
+_KNOWN_UNSUPPORTED = {
+    keras.layers.BatchNormalization: "batch statistics couple the samples of a batch; no closed-form smoothing is derived for it",
+    keras.layers.LayerNormalization: "normalisation is not elementwise; no closed-form smoothing is derived for it",
+    keras.layers.GroupNormalization: "normalisation is not elementwise; no closed-form smoothing is derived for it",
+    keras.layers.PReLU: "its slope is a trainable weight, which the smoothed activations do not take",
+    keras.layers.Embedding: "a lookup table is not a smooth function of its input",
+    keras.layers.LSTM: "recurrent layers are not covered by the layer rules of SPEC §3",
+    keras.layers.GRU: "recurrent layers are not covered by the layer rules of SPEC §3",
+    keras.layers.SimpleRNN: "recurrent layers are not covered by the layer rules of SPEC §3",
+    keras.layers.Bidirectional: "recurrent layers are not covered by the layer rules of SPEC §3",
+    keras.layers.MultiHeadAttention: "attention (softmax over inputs) is not elementwise",
+    keras.layers.Multiply: "a product of two variables has no penalty rule in SPEC §3",
+}
+
+
+def register_rule(layer_class: type, rule: Rule) -> None:
+    """Registers (or replaces) the smoothing rule for a layer class.
+
+    Args:
+        layer_class: The exact layer class the rule handles (subclasses
+            need their own registration).
+        rule: A function `rule(layer, context) -> Replacement`. It must
+            return a *new* layer (see `clone_layer`), never `layer` itself.
+
+    Example:
+
+    ```python
+    class Scale(keras.layers.Layer):
+        def call(self, x):
+            return 2.0 * x
+
+    def scale_rule(layer, context):
+        # A weightless linear map: its smoothing adds constants only.
+        return keras_gsmooth.rules.Replacement(keras_gsmooth.rules.clone_layer(layer))
+
+    keras_gsmooth.register_rule(Scale, scale_rule)
+    ```
+    """
+    if not (isinstance(layer_class, type) and issubclass(layer_class, keras.layers.Layer)):
+        raise TypeError(
+            "register_rule: `layer_class` must be a keras.layers.Layer "
+            f"subclass. Received: {layer_class!r}"
+        )
+    if not callable(rule):
+        raise TypeError(
+            "register_rule: `rule` must be a callable (layer, context) -> "
+            f"Replacement. Received: {rule!r}"
+        )
+    _RULES[layer_class] = rule
+
+
+def unregister_rule(layer_class: type) -> None:
+    """Removes the rule registered for `layer_class` (no error if there is none)."""
+    _RULES.pop(layer_class, None)
+
+
+def get_rule(layer: keras.layers.Layer) -> Rule:
+    """The rule for `layer`'s exact class.
+
+    Raises:
+        UnsupportedLayer: if no rule is registered for the class.
+    """
+    rule = _RULES.get(type(layer))
+    if rule is not None:
+        return rule
+    reason = _KNOWN_UNSUPPORTED.get(type(layer), "no smoothing rule is registered for this layer class")
+    raise UnsupportedLayer(reason)
+
+
+def _register_builtin_rules():
+    builtin = {
+        dense_rule: [keras.layers.Dense],
+        conv_rule: [keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D],
+        activation_rule: [
+            keras.layers.Activation,
+            keras.layers.ReLU,
+            keras.layers.LeakyReLU,
+            keras.layers.ELU,
+            keras.layers.Softmax,
+        ],
+        dropout_rule: [keras.layers.Dropout],
+        structural_rule: [
+            keras.layers.AveragePooling1D,
+            keras.layers.AveragePooling2D,
+            keras.layers.AveragePooling3D,
+            keras.layers.GlobalAveragePooling1D,
+            keras.layers.GlobalAveragePooling2D,
+            keras.layers.GlobalAveragePooling3D,
+            keras.layers.Flatten,
+            keras.layers.Reshape,
+            keras.layers.Permute,
+            keras.layers.Identity,
+            keras.layers.Add,
+            keras.layers.Subtract,
+            keras.layers.Average,
+            keras.layers.Concatenate,
+            keras.layers.ZeroPadding1D,
+            keras.layers.ZeroPadding2D,
+            keras.layers.ZeroPadding3D,
+            keras.layers.Cropping1D,
+            keras.layers.Cropping2D,
+            keras.layers.Cropping3D,
+        ],
+        max_pooling_rule: list(_AVERAGE_POOLING_FOR),
+    }
+    for rule, classes in builtin.items():
+        for layer_class in classes:
+            _RULES[layer_class] = rule
+
+
+_register_builtin_rules()

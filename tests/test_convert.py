@@ -1,0 +1,298 @@
+"""Tests of `smooth_model`: structure, exact penalties, equivalence at σ = 0, errors."""
+
+import json
+import os
+
+import keras
+import numpy as np
+import pytest
+from scipy.special import erf
+
+import keras_gsmooth
+from keras_gsmooth import rules
+from keras_gsmooth.layers import SmoothActivation
+
+
+def relu_mean_and_variance(x, sigma):
+    """float64 reference: relu_σ(x) and Var_σ[relu](x) (SPEC §2)."""
+    s = x / sigma
+    mean = 0.5 * x * (1 + erf(s)) + sigma / (2 * np.sqrt(np.pi)) * np.exp(-(s**2))
+    second = 0.5 * (1 + erf(s)) * (x**2 + sigma**2 / 2) + sigma * x / (2 * np.sqrt(np.pi)) * np.exp(-(s**2))
+    return mean, second - mean**2
+
+
+def total_penalty(model, x):
+    model(x)  # the losses of the last call
+    return float(sum(keras.ops.convert_to_numpy(loss) for loss in model.losses))
+
+
+def outputs_of(model, x):
+    return [keras.ops.convert_to_numpy(y) for y in keras.tree.flatten(model(x))]
+
+
+def snapshot(model):
+    return json.dumps(model.get_config(), sort_keys=True, default=str), [w.copy() for w in model.get_weights()]
+
+
+def assert_unchanged(model, before):
+    config, weights = snapshot(model)
+    assert config == before[0]
+    for old, new in zip(before[1], weights):
+        np.testing.assert_array_equal(old, new)
+
+
+class TestPaperCNN:
+    sigma = 0.3
+    lambdas = {"conv_relu": 0.7, "hidden": 0.2, "hidden_relu": 0.3, "logits": 0.5}
+
+    def setup_method(self):
+        self.model = keras_gsmooth.models.paper_cnn(input_shape=(12, 12, 1), num_classes=10)
+        rng = np.random.default_rng(0)
+        self.model.set_weights([rng.normal(0, 0.3, w.shape).astype("float32") for w in self.model.get_weights()])
+        self.x = rng.uniform(0, 1, (3, 12, 12, 1)).astype("float32")
+
+    def test_layers_and_penalties_are_those_of_table_5(self):
+        smoothed = keras_gsmooth.smooth_model(self.model, sigma=self.sigma, regularization=self.lambdas)
+        names = [layer.name for layer in smoothed.layers]
+        assert names == [
+            "image", "conv", "conv_relu", "pool", "flatten",
+            "hidden_input_penalty", "hidden", "hidden_relu", "logits_input_penalty", "logits",
+        ]
+        assert smoothed.get_layer("conv").kernel_regularizer is None  # raw data: no penalty
+        assert isinstance(smoothed.get_layer("conv_relu"), SmoothActivation)
+
+    def test_penalty_values_match_numpy(self):
+        smoothed = keras_gsmooth.smooth_model(self.model, sigma=self.sigma, regularization=self.lambdas)
+        s, lam = self.sigma, self.lambdas
+        w = {layer.name: [v.astype("float64") for v in layer.get_weights()] for layer in self.model.layers}
+        x = self.x.astype("float64")
+        batch = x.shape[0]
+        conv = keras.ops.convert_to_numpy(self.model.get_layer("conv")(self.x)).astype("float64")
+        relu1, var1 = relu_mean_and_variance(conv, s)
+        pooled = relu1[:, :8, :8].reshape(batch, 4, 2, 4, 2, 32).mean(axis=(2, 4))  # 'valid' pooling drops row/col 9
+        flat = pooled.reshape(batch, -1)
+        hidden = flat @ w["hidden"][0] + w["hidden"][1]
+        relu2, var2 = relu_mean_and_variance(hidden, s)
+        expected = (
+            lam["conv_relu"] * var1.sum() / batch
+            + lam["hidden"] * (s**2 * 128 / 2 * (flat**2).sum() / batch + s**2 / 2 * (w["hidden"][0] ** 2).sum())
+            + lam["hidden_relu"] * var2.sum() / batch
+            + lam["logits"] * (s**2 * 10 / 2 * (relu2**2).sum() / batch + s**2 / 2 * (w["logits"][0] ** 2).sum())
+        )
+        np.testing.assert_allclose(total_penalty(smoothed, self.x), expected, rtol=2e-5)
+
+    def test_sigma_zero_reproduces_the_original(self):
+        smoothed = keras_gsmooth.smooth_model(self.model, sigma=0.0, regularization=1e-3)
+        np.testing.assert_allclose(outputs_of(smoothed, self.x)[0], outputs_of(self.model, self.x)[0], rtol=1e-5, atol=1e-6)
+        assert total_penalty(smoothed, self.x) == pytest.approx(0.0, abs=1e-7)
+
+    def test_original_is_untouched(self):
+        before = snapshot(self.model)
+        smoothed = keras_gsmooth.smooth_model(self.model, sigma=0.5, regularization=1e-2)
+        smoothed.compile(optimizer="sgd", loss="mse")
+        smoothed.fit(self.x, np.zeros((3, 10), "float32"), epochs=1, verbose=0)
+        assert_unchanged(self.model, before)
+
+    def test_save_and_load(self, tmp_path):
+        smoothed = keras_gsmooth.smooth_model(self.model, sigma=0.25, regularization=self.lambdas)
+        path = os.path.join(tmp_path, "smoothed.keras")
+        smoothed.save(path)
+        loaded = keras.saving.load_model(path, safe_mode=True)
+        assert isinstance(loaded, keras_gsmooth.SmoothedModel)
+        assert keras_gsmooth.get_sigma(loaded) == pytest.approx(0.25)
+        np.testing.assert_allclose(outputs_of(loaded, self.x)[0], outputs_of(smoothed, self.x)[0], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(total_penalty(loaded, self.x), total_penalty(smoothed, self.x), rtol=1e-6)
+        keras_gsmooth.set_sigma(loaded, 0.5)
+        keras_gsmooth.set_sigma(smoothed, 0.5)
+        np.testing.assert_allclose(total_penalty(loaded, self.x), total_penalty(smoothed, self.x), rtol=1e-6)
+
+    def test_penalties_reach_fit_loss(self):
+        smoothed = keras_gsmooth.smooth_model(self.model, sigma=self.sigma, regularization=self.lambdas)
+        smoothed.compile(optimizer="sgd", loss="mse")
+        y = np.zeros((3, 10), "float32")
+        data_loss = float(np.mean(outputs_of(smoothed, self.x)[0] ** 2))
+        evaluated = smoothed.evaluate(self.x, y, batch_size=3, verbose=0)
+        np.testing.assert_allclose(evaluated, data_loss + total_penalty(smoothed, self.x), rtol=1e-5)
+
+    def test_summary_reads_naturally(self):
+        smoothed = keras_gsmooth.smooth_model(self.model, sigma=0.1)
+        lines = []
+        smoothed.summary(print_fn=lines.append)
+        text = "\n".join(lines)
+        assert "conv_relu (SmoothActivation)" in text
+        assert "hidden (Dense)" in text
+
+
+def test_sequential_with_fused_activations_and_dropout():
+    model = keras.Sequential(
+        [keras.Input((6,)), keras.layers.Dense(5, activation="relu"), keras.layers.Dropout(0.25), keras.layers.Dense(3, activation="softmax")]
+    )
+    smoothed = keras_gsmooth.smooth_model(model, sigma=0.0, regularization=0.1)
+    x = np.random.default_rng(1).normal(size=(4, 6)).astype("float32")
+    np.testing.assert_allclose(outputs_of(smoothed, x)[0], outputs_of(model, x)[0], rtol=1e-5, atol=1e-6)
+    types = [type(layer).__name__ for layer in smoothed.layers]
+    assert types == ["InputLayer", "Dense", "SmoothActivation", "InputPenalty", "InputPenalty", "Dense"]
+    # The final softmax stays fused and unsmoothed.
+    assert smoothed.layers[-1].activation is keras.activations.softmax
+    # Dropout penalty (p/(1-p))·‖x‖² with σ-free weight; Dense penalties vanish at σ = 0.
+    hidden = keras.ops.convert_to_numpy(smoothed.layers[2](smoothed.layers[1](x)))
+    np.testing.assert_allclose(total_penalty(smoothed, x), 0.1 * (0.25 / 0.75) * (hidden**2).sum() / 4, rtol=1e-5)
+
+
+def functional_zoo():
+    """Models covering residual Add, nested, shared layer, multi-io, Conv1D/3D, padding and strides."""
+    a = keras.Input((8,), name="a")
+    b = keras.Input((8,), name="b")
+    shared = keras.layers.Dense(8, activation="tanh", name="shared")
+    h_a, h_b = shared(a), shared(b)
+    h = keras.layers.Add(name="residual")([h_a, keras.layers.Dense(8, name="skip")(h_a)])
+    inner_in = keras.Input((8,))
+    inner_out = keras.layers.Dense(4, activation="gelu", name="inner_dense")(inner_in)
+    inner = keras.Model(inner_in, inner_out, name="inner")
+    out1 = inner(h)
+    out2 = keras.layers.Concatenate(name="concat")([h_b, out1])
+    multi = keras.Model([a, b], {"first": out1, "second": out2}, name="multi")
+
+    seq_in = keras.Input((16, 3))
+    c = keras.layers.Conv1D(4, 3, strides=2, padding="same", activation="relu", name="c1")(seq_in)
+    c = keras.layers.Conv1D(4, 3, dilation_rate=2, padding="valid", name="c2")(c)
+    c = keras.layers.GlobalAveragePooling1D(name="gap")(c)
+    conv1d = keras.Model(seq_in, keras.layers.Dense(2, name="out")(c), name="conv1d")
+
+    vol_in = keras.Input((6, 6, 6, 2))
+    v = keras.layers.Conv3D(3, 2, padding="valid", name="v1")(vol_in)
+    v = keras.layers.Activation("sigmoid", name="v1_act")(v)
+    v = keras.layers.Conv3D(2, 3, strides=2, padding="same", name="v2")(v)
+    v = keras.layers.Flatten(name="flat")(v)
+    conv3d = keras.Model(vol_in, v, name="conv3d")
+    return [multi, conv1d, conv3d]
+
+
+def random_inputs(model, batch=2):
+    rng = np.random.default_rng(5)
+    return [rng.normal(size=(batch,) + tuple(t.shape[1:])).astype("float32") for t in model.inputs]
+
+
+@pytest.mark.parametrize("index", range(3))
+def test_zoo_sigma_zero_equivalence_and_untouched(index):
+    model = functional_zoo()[index]
+    before = snapshot(model)
+    smoothed = keras_gsmooth.smooth_model(model, sigma=0.0, regularization=0.05)
+    x = random_inputs(model)
+    for new, old in zip(outputs_of(smoothed, x), outputs_of(model, x)):
+        np.testing.assert_allclose(new, old, rtol=1e-5, atol=1e-5)
+    assert_unchanged(model, before)
+    keras_gsmooth.set_sigma(smoothed, 0.2)
+    assert total_penalty(smoothed, x) > 0
+    assert all(np.isfinite(y).all() for y in outputs_of(smoothed, x))
+
+
+def test_shared_layer_penalized_once_per_hidden_call():
+    a = keras.Input((4,))
+    first = keras.layers.Dense(4, name="first")(a)
+    shared = keras.layers.Dense(4, name="shared")
+    out = shared(shared(first))
+    model = keras.Model(a, out)
+    smoothed = keras_gsmooth.smooth_model(model, sigma=0.5, regularization={"shared": 1.0})
+    kernel_penalty = smoothed.get_layer("shared").kernel_regularizer
+    assert kernel_penalty.regularization == pytest.approx(2.0)
+
+
+def test_nested_model_survives_save_and_load(tmp_path):
+    model = functional_zoo()[0]
+    smoothed = keras_gsmooth.smooth_model(model, sigma=0.3, regularization=0.01)
+    path = os.path.join(tmp_path, "nested.keras")
+    smoothed.save(path)
+    loaded = keras.saving.load_model(path)
+    x = random_inputs(model)
+    for new, old in zip(outputs_of(loaded, x), outputs_of(smoothed, x)):
+        np.testing.assert_allclose(new, old, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(total_penalty(loaded, x), total_penalty(smoothed, x), rtol=1e-5)
+    keras_gsmooth.set_sigma(loaded, 0.0)
+    assert total_penalty(loaded, x) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_every_unsupported_layer_is_listed_at_once():
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(2, 3, name="c")(inputs)
+    x = keras.layers.BatchNormalization(name="bn")(x)
+    x = keras.layers.MaxPooling2D(name="mp")(x)
+    x = keras.layers.Flatten()(x)
+    x = keras.layers.Dense(3, activation="softmax", name="attention_like")(x)
+    x = keras.layers.Dense(2, name="out")(x)
+    model = keras.Model(inputs, x)
+    before = snapshot(model)
+    with pytest.raises(ValueError) as error:
+        keras_gsmooth.smooth_model(model, sigma=0.1)
+    message = str(error.value)
+    for expected in ["bn (BatchNormalization)", "mp (MaxPooling2D)", "attention_like (Dense)", "register_rule", "replace_max_pooling=True"]:
+        assert expected in message
+    assert_unchanged(model, before)
+
+
+def test_max_pooling_opt_in():
+    inputs = keras.Input((8, 8, 1))
+    x = keras.layers.Conv2D(2, 3, name="c")(inputs)
+    x = keras.layers.MaxPooling2D(2, name="mp")(x)
+    model = keras.Model(inputs, keras.layers.Flatten()(x))
+    smoothed = keras_gsmooth.smooth_model(model, sigma=0.1, replace_max_pooling=True)
+    assert isinstance(smoothed.get_layer("mp"), keras.layers.AveragePooling2D)
+
+
+class Scale(keras.layers.Layer):
+    def call(self, x):
+        return 3.0 * x
+
+
+def test_register_rule_with_a_user_layer():
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(Scale(name="scale")(keras.layers.Dense(4)(inputs))))
+    with pytest.raises(ValueError, match=r"scale \(Scale\)"):
+        keras_gsmooth.smooth_model(model, sigma=0.1)
+
+    def scale_rule(layer, context):
+        return rules.Replacement(rules.clone_layer(layer))
+
+    keras_gsmooth.register_rule(Scale, scale_rule)
+    try:
+        smoothed = keras_gsmooth.smooth_model(model, sigma=0.0)
+        x = random_inputs(model)
+        np.testing.assert_allclose(outputs_of(smoothed, x)[0], outputs_of(model, x)[0], rtol=1e-6)
+    finally:
+        rules.unregister_rule(Scale)
+
+
+def test_rule_returning_the_original_layer_is_refused():
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, Scale(name="scale")(keras.layers.Dense(4)(inputs)))
+    keras_gsmooth.register_rule(Scale, lambda layer, context: rules.Replacement(layer))
+    try:
+        with pytest.raises(ValueError, match="returned the original layer"):
+            keras_gsmooth.smooth_model(model)
+    finally:
+        rules.unregister_rule(Scale)
+
+
+def test_regularization_forms():
+    model = keras_gsmooth.models.paper_cnn(input_shape=(8, 8, 1))
+    by_callable = keras_gsmooth.smooth_model(model, sigma=0.2, regularization=lambda layer: 0.5 if layer.name == "hidden" else 0.0)
+    assert by_callable.get_layer("hidden").kernel_regularizer.regularization == pytest.approx(0.5)
+    assert by_callable.get_layer("logits").kernel_regularizer is None
+    with pytest.raises(ValueError, match="not in model"):
+        keras_gsmooth.smooth_model(model, regularization={"hiden": 1.0})
+    with pytest.raises(ValueError, match="regularization"):
+        keras_gsmooth.smooth_model(model, regularization=-1.0)
+    with pytest.raises(ValueError, match="sigma"):
+        keras_gsmooth.smooth_model(model, sigma=float("nan"))
+
+
+def test_unbuilt_sequential_and_subclassed_models_are_refused():
+    with pytest.raises(ValueError, match="not built"):
+        keras_gsmooth.smooth_model(keras.Sequential([keras.layers.Dense(2)]))
+
+    class Custom(keras.Model):
+        def call(self, x):
+            return x
+
+    with pytest.raises(ValueError, match="subclassed"):
+        keras_gsmooth.smooth_model(Custom())
