@@ -158,6 +158,18 @@ class SmoothedModel(keras.Model):
             self._advance_sigma()
         return super().call(inputs, training=training, mask=mask)
 
+    def train_step(self, *args):
+        """One train step, as `keras.Model.train_step` on the current backend.
+
+        An optimizer that needs more than the one gradient of the standard
+        step (`keras_gsmooth.svrg.GSmoothSVRG`) provides the whole step as
+        `optimizer.train_step(model, *args)`; the model hands it over.
+        """
+        optimizer_step = getattr(self.optimizer, "train_step", None)
+        if optimizer_step is None:
+            return super().train_step(*args)
+        return optimizer_step(self, *args)
+
     def _advance_sigma(self):
         step = self.sigma_step.value
         self.sigma.assign(ops.cast(self._sigma_schedule(step), "float32"))
@@ -185,6 +197,17 @@ class SmoothedModel(keras.Model):
             self.set_sigma_schedule(schedule)
         super().compile(optimizer, *args, **kwargs)
 
+    def compile_from_config(self, config):
+        """Compiles the model from its saved compile config (what `load_model` calls).
+
+        Keras skips this for models that override `compile`; this one only
+        adds the σ hand-over, so the saved optimizer, loss and metrics are
+        restored as for any model.
+        """
+        self.compile(**keras.saving.deserialize_keras_object(config))
+        if self.built:
+            self.optimizer.build(self.trainable_variables)
+
     def get_config(self):
         config = super().get_config()
         config["sigma"] = keras.saving.serialize_keras_object(self._sigma_schedule)
@@ -205,22 +228,24 @@ def _same_schedule(first, second) -> bool:
     return keras.saving.serialize_keras_object(first) == keras.saving.serialize_keras_object(second)
 
 
-def _require_smoothed(model, function: str) -> "SmoothedModel":
-    if not isinstance(model, SmoothedModel):
+def _require_smoothed(model, function: str):
+    """`model` if it owns a σ schedule (`SmoothedModel`, `montecarlo.MonteCarloModel`)."""
+    if not callable(getattr(model, "set_sigma_schedule", None)):
         raise TypeError(
             f"keras_gsmooth.{function}: expected a smoothed model (the result "
-            "of `keras_gsmooth.smooth_model()` or a `SmoothedModel`), "
-            f"received {type(model).__name__} {getattr(model, 'name', '')!r}. "
-            "Convert it first: `smoothed = keras_gsmooth.smooth_model(model, sigma=...)`."
+            "of `keras_gsmooth.smooth_model()`, a `SmoothedModel` or a "
+            "`keras_gsmooth.montecarlo.MonteCarloModel`), received "
+            f"{type(model).__name__} {getattr(model, 'name', '')!r}. Convert "
+            "it first: `smoothed = keras_gsmooth.smooth_model(model, sigma=...)`."
         )
     return model
 
 
-def set_sigma(model: "SmoothedModel", value) -> None:
+def set_sigma(model: keras.Model, value) -> None:
     """Sets a smoothed model's σ, or its σ schedule.
 
     Args:
-        model: A `SmoothedModel`.
+        model: A `SmoothedModel` (or a `montecarlo.MonteCarloModel`).
         value: A float `>= 0` (a constant σ from now on), or a schedule or
             callable `step -> σ`, which continues from the model's current
             `sigma_step`.
@@ -234,6 +259,6 @@ def set_sigma(model: "SmoothedModel", value) -> None:
     _require_smoothed(model, "set_sigma").set_sigma_schedule(value)
 
 
-def get_sigma(model: "SmoothedModel") -> float:
+def get_sigma(model: keras.Model) -> float:
     """Returns the σ a smoothed model currently uses, as a Python float."""
     return float(ops.convert_to_numpy(_require_smoothed(model, "get_sigma").sigma.value))

@@ -7,6 +7,7 @@ import keras
 from keras_gsmooth.schedules.base import Constant
 from keras_gsmooth.schedules.base import SigmaSchedule
 from keras_gsmooth.schedules.base import validate_schedule
+from keras_gsmooth.schedules.callable import Callable
 
 
 def get(identifier) -> SigmaSchedule:
@@ -14,8 +15,9 @@ def get(identifier) -> SigmaSchedule:
 
     Args:
         identifier: A float `>= 0` (a `Constant` schedule), a
-            `SigmaSchedule`, or a serialized schedule (a dict from
-            `keras.saving.serialize_keras_object`).
+            `SigmaSchedule`, a serialized schedule (a dict from
+            `keras.saving.serialize_keras_object`), or a plain callable
+            `step -> σ` (wrapped in `Callable`).
 
     Returns:
         A validated `SigmaSchedule`.
@@ -28,10 +30,12 @@ def get(identifier) -> SigmaSchedule:
         return Constant(identifier)
     if isinstance(identifier, dict):
         identifier = keras.saving.deserialize_keras_object(identifier)
+    if callable(identifier) and not isinstance(identifier, SigmaSchedule):
+        identifier = Callable(identifier)
     if isinstance(identifier, SigmaSchedule):
         validate_schedule(identifier, owner="keras_gsmooth.schedules.get")
         return identifier
     raise ValueError(
-        "`sigma` must be a float >= 0 or a keras_gsmooth σ schedule "
-        f"(keras_gsmooth.schedules). Received: sigma={identifier!r}"
+        "`sigma` must be a float >= 0, a keras_gsmooth σ schedule "
+        f"(keras_gsmooth.schedules) or a callable step -> σ. Received: sigma={identifier!r}"
     )

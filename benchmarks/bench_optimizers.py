@@ -1,0 +1,106 @@
+"""Steps per second of the GSmooth optimizers against Keras's SGD and Adam, on the paper CNN.
+
+Every configuration trains `keras_gsmooth.smooth_model(paper_cnn())` with
+MSE on random MNIST-shaped data:
+
+- `sgd` / `adam`: Keras's optimizers on the smoothed model at a fixed σ
+  (the baseline: fixed-σ training);
+- `gsmooth_sgd` / `gsmooth_adam`: the GSmooth optimizers with a σ schedule
+  running (ExponentialDecay, evaluated in every step);
+- `gsmooth_svrg`: GSmoothSVRG with the same schedule (two gradients per
+  step); its snapshot, over one batch of data, is taken once per timed
+  `fit` and is included in the time.
+
+Configurations are interleaved (one timed `fit` of each, then again) so
+that the load of a shared machine spreads over all of them; the median of
+the repeats is reported, with the ratio to the fixed-σ baseline of the
+same base optimizer. One backend per process:
+
+    KERAS_BACKEND=jax python benchmarks/bench_optimizers.py
+    KERAS_BACKEND=torch python benchmarks/bench_optimizers.py --batch-sizes 1 --steps 30
+"""
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+import keras_gsmooth  # noqa: E402
+from keras_gsmooth import schedules  # noqa: E402
+from keras_gsmooth.convert import smooth_model  # noqa: E402
+from keras_gsmooth.optimizers import GSmoothAdam  # noqa: E402
+from keras_gsmooth.optimizers import GSmoothSGD  # noqa: E402
+from keras_gsmooth.svrg import GSmoothSVRG  # noqa: E402
+from keras_gsmooth.svrg import SVRGSnapshot  # noqa: E402
+
+SIGMA = 0.1
+REGULARIZATION = 1e-5
+
+
+def _schedule():
+    return schedules.ExponentialDecay(SIGMA, decay_steps=1000, decay_rate=0.5)
+
+
+CONFIGS = {
+    "sgd": (lambda: keras.optimizers.SGD(0.01), SIGMA),
+    "gsmooth_sgd": (lambda: GSmoothSGD(0.01, sigma=_schedule()), 0.0),
+    "adam": (lambda: keras.optimizers.Adam(1e-3), SIGMA),
+    "gsmooth_adam": (lambda: GSmoothAdam(1e-3, sigma=_schedule()), 0.0),
+    "gsmooth_svrg": (lambda: GSmoothSVRG(0.01, sigma=_schedule()), 0.0),
+}
+BASELINE = {"sgd": "sgd", "gsmooth_sgd": "sgd", "adam": "adam", "gsmooth_adam": "adam", "gsmooth_svrg": "sgd"}
+
+
+class _Run:
+    """One compiled model, optimizer and data set, timed by whole `fit` calls."""
+
+    def __init__(self, name, batch_size, steps, seed=0):
+        make_optimizer, sigma = CONFIGS[name]
+        keras.utils.set_random_seed(seed)
+        self.model = smooth_model(keras_gsmooth.models.paper_cnn(), sigma=sigma, regularization=REGULARIZATION)
+        self.model.compile(optimizer=make_optimizer(), loss="mse")
+        rng = np.random.default_rng(seed)
+        self.x = rng.uniform(size=(batch_size * steps, 28, 28, 1)).astype("float32")
+        self.y = np.eye(10, dtype="float32")[rng.integers(0, 10, batch_size * steps)]
+        self.batch_size = batch_size
+        self.callbacks = [SVRGSnapshot(self.x[:batch_size], self.y[:batch_size], batch_size=batch_size)] if name == "gsmooth_svrg" else []
+        self.fit()  # compile and warm up
+
+    def fit(self):
+        start = time.perf_counter()
+        self.model.fit(self.x, self.y, batch_size=self.batch_size, epochs=1, shuffle=False, verbose=0, callbacks=self.callbacks)
+        return time.perf_counter() - start
+
+
+def benchmark(batch_size: int, steps: int, repeats: int) -> dict:
+    runs = {name: _Run(name, batch_size, steps) for name in CONFIGS}
+    seconds = {name: [] for name in CONFIGS}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            seconds[name].append(run.fit())
+    return {name: steps / statistics.median(times) for name, times in seconds.items()}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 128])
+    parser.add_argument("--steps", type=int, default=20, help="train steps per timed fit (batch 1 uses 5x as many)")
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    print(f"backend={keras.backend.backend()} keras={keras.__version__} σ={SIGMA} λ={REGULARIZATION}")
+    print(f"{'batch':>5}  {'optimizer':<13} {'steps/s':>9}  {'time/step vs fixed-σ baseline':>30}")
+    for batch_size in args.batch_sizes:
+        steps = args.steps * 5 if batch_size == 1 else args.steps
+        rates = benchmark(batch_size, steps, args.repeats)
+        for name, rate in rates.items():
+            ratio = rates[BASELINE[name]] / rate
+            print(f"{batch_size:>5}  {name:<13} {rate:>9.1f}  {ratio:>29.2f}x")
+
+
+if __name__ == "__main__":
+    main()
