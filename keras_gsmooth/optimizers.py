@@ -31,8 +31,8 @@ class SigmaScheduleMixin:
     """The σ plumbing shared by the GSmooth optimizers.
 
     Holds an optional σ schedule, hands it to the `SmoothedModel` that is
-    compiled with the optimizer (the model reads `sigma_schedule` in its
-    `compile`), serializes it in `get_config`, and refuses to build for a
+    compiled with the optimizer (the model calls `take_sigma_schedule` in
+    its `compile`), serializes it in `get_config`, and refuses to build for a
     model that never took the schedule: a plain `keras.Model.compile` does
     not know about σ, so the schedule would be silently ignored.
     """
@@ -47,10 +47,17 @@ class SigmaScheduleMixin:
 
     @property
     def sigma_schedule(self):
-        """The σ schedule this optimizer carries, or `None` (the model's own σ is used).
+        """The σ schedule this optimizer carries, or `None` (the model's own σ is used)."""
+        return self._sigma_schedule
 
-        `SmoothedModel.compile` reads this property to take the schedule;
-        reading it marks the schedule as handed over to a model.
+    def take_sigma_schedule(self):
+        """Hands the schedule over to the `SmoothedModel` being compiled with this optimizer.
+
+        `SmoothedModel.compile` calls it; training refuses to start on a
+        model that never took the schedule.
+
+        Returns:
+            The schedule, or `None`.
         """
         self._sigma_handed_over = True
         return self._sigma_schedule

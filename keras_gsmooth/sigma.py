@@ -183,7 +183,8 @@ class SmoothedModel(keras.Model):
         been created with the default `sigma=0.0` or the same schedule:
         giving σ to both is an error, never a silent override.
         """
-        schedule = getattr(optimizer, "sigma_schedule", None)
+        take_schedule = getattr(optimizer, "take_sigma_schedule", None)
+        schedule = take_schedule() if take_schedule is not None else None
         if schedule is not None:
             if not (_is_default(self._sigma_schedule) or _same_schedule(schedule, self._sigma_schedule)):
                 raise ValueError(
