@@ -36,7 +36,7 @@ def smooth_model(
     - Dense with `units` d₊: λ·(σ²/2)‖θ‖² on the kernel, λ·(σ²d₊/2)‖x‖² on
       its input x;
     - Conv1D/2D/3D: the same two terms with per-tap and per-position counts;
-    - an activation h: λ·Σ Var_σ[h](x) = λ·Σ[(h²)_σ(x) − h_σ(x)²] on its
+    - an activation h: `λ·Σ Var_σ[h](x) = λ·Σ[(h²)_σ(x) − h_σ(x)²]` on its
       input;
     - Dropout(p): λ·(p/(1−p))‖x‖².
 

@@ -201,7 +201,7 @@ def conv_rule(layer: keras.layers.Layer, context: RuleContext) -> Replacement:
 
 
 def activation_rule(layer: keras.layers.Layer, context: RuleContext) -> Replacement:
-    """Activation layers: h → h_σ with the variance penalty Σ Var_σ[h](x)."""
+    """Activation layers: h → h_σ with the variance penalty `Σ Var_σ[h](x)`."""
     identifier = activation_of_layer(layer)
     if not _is_elementwise(identifier):
         if context.is_output:
