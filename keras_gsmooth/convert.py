@@ -10,7 +10,7 @@ import keras
 from keras import tree
 
 from keras_gsmooth import rules
-from keras_gsmooth.input_penalty import InputPenalty
+from keras_gsmooth.layers import InputPenalty
 from keras_gsmooth.sigma import SmoothedModel
 from keras_gsmooth.validation import check_regularization
 

@@ -18,7 +18,7 @@ import keras
 from keras_gsmooth import activations
 from keras_gsmooth import regularizers
 from keras_gsmooth.activations.base import keras_activation_name
-from keras_gsmooth.input_penalty import InputPenalty
+from keras_gsmooth.layers import InputPenalty
 from keras_gsmooth.layers import SmoothActivation
 
 

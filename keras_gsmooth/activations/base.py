@@ -1,0 +1,196 @@
+"""The base class of smoothed activations and the numerics they share.
+
+Convention (SPEC §1): `h_σ(x) = E[h(x + σu)]` with `u ~ N(0, 1/2)`, so the
+input is perturbed with standard deviation `s = σ/√2`.
+"""
+
+import math
+
+import keras
+from keras import ops
+
+from keras_gsmooth.validation import check_sigma
+
+SQRT_2 = math.sqrt(2.0)
+SQRT_PI = math.sqrt(math.pi)
+INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+_HALF_PRECISION = ("float16", "bfloat16")
+
+
+class SmoothedActivation:
+    """Base class of smoothed activations: h_σ, (h²)_σ and Var_σ[h].
+
+    A smoothed activation knows the Gaussian smoothing of an elementwise
+    activation `h` (SPEC §1–2): `mean(x, σ) = h_σ(x) = E[h(x + σu)]` and
+    `second_moment(x, σ) = (h²)_σ(x)` with `u ~ N(0, 1/2)`, and the variance
+    `(h²)_σ − h_σ²` in a form that never cancels catastrophically and is
+    never negative. Everything is written with `keras.ops`, so it runs inside
+    compiled train steps on every backend. At `σ = 0` every method returns the
+    unsmoothed value (`h(x)`, `h(x)²`, `0`) with finite gradients.
+
+    Inputs may be any float tensor; float16 and bfloat16 inputs are computed
+    in float32 and cast back. `sigma` is a scalar float or tensor.
+
+    Subclasses implement `_mean(x, sigma)`, `_mean_and_variance(x, sigma)`,
+    `raw(x)` (the activation `h` itself) and `get_config()`, all on float32
+    or float64 tensors, and set the class attribute `exact` (whether both
+    moments are closed forms). They may override `_second_moment` when a
+    direct form is more accurate than `variance + mean²`.
+
+    Example:
+
+    ```python
+    relu = keras_gsmooth.activations.get("relu")
+    y, var = relu.mean_and_variance(keras.ops.ones((4,)), 0.1)
+    ```
+    """
+
+    exact = True
+
+    def mean(self, x, sigma):
+        """Returns the smoothed activation `h_σ(x)`, elementwise."""
+        x, sigma, dtype = self._prepare(x, sigma)
+        return ops.cast(self._mean(x, sigma), dtype)
+
+    def second_moment(self, x, sigma):
+        """Returns the smoothed square `(h²)_σ(x)`, elementwise."""
+        x, sigma, dtype = self._prepare(x, sigma)
+        return ops.cast(self._second_moment(x, sigma), dtype)
+
+    def variance(self, x, sigma):
+        """Returns `Var_σ[h](x) = (h²)_σ(x) − h_σ(x)² ≥ 0`, elementwise."""
+        return self.mean_and_variance(x, sigma)[1]
+
+    def mean_and_variance(self, x, sigma):
+        """Returns `(h_σ(x), Var_σ[h](x))`, sharing their transcendental evaluations."""
+        x, sigma, dtype = self._prepare(x, sigma)
+        mean, variance = self._mean_and_variance(x, sigma)
+        return ops.cast(mean, dtype), ops.cast(variance, dtype)
+
+    def mean_and_summed_variance(self, x, sigma):
+        """Returns `(h_σ(x), Σ Var_σ[h](x))`: the variance summed over all elements, in float32 or wider.
+
+        What `SmoothActivation`'s penalty needs. Subclasses may fuse the sum
+        into the closed-form backward pass (see `ReLU`).
+        """
+        x, sigma, dtype = self._prepare(x, sigma)
+        mean, summed = self._mean_and_summed_variance(x, sigma)
+        return ops.cast(mean, dtype), summed
+
+    def __call__(self, x):
+        """Applies the unsmoothed activation `h` (σ = 0)."""
+        return self.raw(x)
+
+    def raw(self, x):
+        raise NotImplementedError(f"{self.__class__.__name__} must implement `raw(x)`.")
+
+    def _mean(self, x, sigma):
+        raise NotImplementedError(f"{self.__class__.__name__} must implement `_mean(x, sigma)`.")
+
+    def _mean_and_variance(self, x, sigma):
+        raise NotImplementedError(
+            f"{self.__class__.__name__} must implement `_mean_and_variance(x, sigma)`."
+        )
+
+    def _mean_and_summed_variance(self, x, sigma):
+        mean, variance = self._mean_and_variance(x, sigma)
+        return mean, ops.sum(variance)
+
+    def _second_moment(self, x, sigma):
+        mean, variance = self._mean_and_variance(x, sigma)
+        return variance + ops.square(mean)
+
+    def get_config(self) -> dict:
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict) -> "SmoothedActivation":
+        return cls(**config)
+
+    def __repr__(self) -> str:
+        arguments = ", ".join(f"{key}={value!r}" for key, value in self.get_config().items())
+        return f"{self.__class__.__name__}({arguments})"
+
+    def __eq__(self, other) -> bool:
+        return type(self) is type(other) and self.get_config() == other.get_config()
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, repr(self.get_config())))
+
+    def _prepare(self, x, sigma):
+        """Casts `x` and `sigma` to the compute dtype; returns them and x's dtype."""
+        x = ops.convert_to_tensor(x)
+        dtype = keras.backend.standardize_dtype(x.dtype)
+        if not keras.backend.is_float_dtype(dtype):
+            raise TypeError(
+                f"{self.__class__.__name__}: `x` must be a float tensor, "
+                f"received dtype {dtype}. Cast it first, e.g. keras.ops.cast(x, 'float32')."
+            )
+        compute_dtype = "float32" if dtype in _HALF_PRECISION else dtype
+        if not ops.is_tensor(sigma):
+            sigma = check_sigma(sigma, argument="sigma", owner=f"{self.__class__.__name__}")
+        return ops.cast(x, compute_dtype), ops.cast(sigma, compute_dtype), dtype
+
+
+def keras_activation_name(function):
+    """The name of `function` if it is a Keras activation function, else None."""
+    name = getattr(function, "__name__", None)
+    if name is None or not hasattr(keras.activations, name):
+        return None
+    try:
+        return name if keras.activations.get(name) is function else None
+    except ValueError:
+        return None
+
+
+def safe_positive(sigma):
+    """Returns `(sigma > 0, sigma where positive else 1)` for guarded divisions."""
+    positive = ops.greater(sigma, 0)
+    return positive, ops.where(positive, sigma, ops.ones_like(sigma))
+
+
+# erfcx(u) = e^(u²)·erfc(u) ≈ t·P(t), t = 1/(1 + u/2), for u ≥ 0 (lowest
+# degree first): fitted by tools/fit_erfcx.py, relative error 1.2e-8.
+_ERFCX_COEFFICIENTS = (
+    0.2820947951888851,
+    0.2820937538083044,
+    0.24688457471655845,
+    0.17531597581202293,
+    0.09346243445705632,
+    -0.059211358141391515,
+    0.1321770452506322,
+    -0.45497398936981776,
+    0.49369493279975446,
+    -0.2347335932904198,
+    0.043195433358153595,
+)
+
+
+def half_erfc_and_gaussian(z):
+    """Returns `(½·erfc(|z|), e^(−z²))` from one `exp`.
+
+    `erfc(u) = e^(−u²)·erfcx(u)` with the scaled function `erfcx` as a
+    fitted polynomial (relative error 1.2e-8, below float32 rounding), so
+    the Gaussian factor that every smoothed piecewise-linear form needs
+    anyway is shared. XLA's own `erfc` evaluates both of its branches and
+    an `exp` of its own, and costs several times more on CPU; this is the
+    hot path of the smoothed relu. `z = ±inf` gives `(0, 0)`.
+    """
+    gaussian = ops.exp(-ops.square(z))
+    t = 1.0 / (1.0 + 0.5 * ops.absolute(z))
+    polynomial = _ERFCX_COEFFICIENTS[-1]
+    for coefficient in _ERFCX_COEFFICIENTS[-2::-1]:
+        polynomial = coefficient + t * polynomial
+    return 0.5 * gaussian * t * polynomial, gaussian
+
+
+def gaussian_tails(y):
+    """Returns `(Φ(y), 1 − Φ(y))` with full accuracy in both tails.
+
+    `Φ` is the standard normal CDF. Computing `1 − Φ` by subtraction loses
+    all precision for large `y`; here both come from `½·erfc(|y|/√2)`.
+    """
+    half_tail, _ = half_erfc_and_gaussian(y / SQRT_2)
+    below = ops.less(y, 0)
+    return ops.where(below, half_tail, 1.0 - half_tail), ops.where(below, 1.0 - half_tail, half_tail)

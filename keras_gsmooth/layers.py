@@ -1,0 +1,117 @@
+"""The smoothed layers: `SmoothActivation` (h_σ and its variance penalty) and `InputPenalty`."""
+
+import keras
+from keras import ops
+
+from keras_gsmooth import activations
+from keras_gsmooth.sigma import SigmaConsumer
+from keras_gsmooth.validation import check_regularization
+
+
+@keras.saving.register_keras_serializable(package="keras_gsmooth")
+class SmoothActivation(keras.layers.Layer, SigmaConsumer):
+    """Applies the Gaussian-smoothed activation `h_σ` and adds its variance penalty.
+
+    The smoothed replacement of an `Activation(h)` layer (SPEC §3): the
+    output is `h_σ(x)`, and when `regularization = λ > 0` the layer adds
+    `λ · Σ_units Var_σ[h](x)` per sample, averaged over the batch, to its
+    losses (so the total loss does not change with the batch size). The
+    smoothed value and the variance share their transcendental evaluations;
+    for relu and leaky relu the backward pass is the fused closed form of
+    `keras_gsmooth.activations.ReLU`.
+
+    σ is the constant `sigma` given here until a `keras_gsmooth.SmoothedModel`
+    binds the layer to the model's shared σ variable.
+
+    Args:
+        activation: Anything `keras_gsmooth.activations.get` accepts: a Keras
+            activation name or function, an elementwise callable, a config
+            dict, or a `SmoothedActivation`.
+        sigma: The smoothing radius used while unbound, a float `>= 0`.
+        regularization: The penalty weight λ `>= 0` (0 switches it off).
+        **kwargs: Base `keras.layers.Layer` arguments (`name`, `dtype`, …).
+
+    Raises:
+        ValueError: for a negative, NaN or infinite `sigma` or
+            `regularization`, or an activation `get` rejects.
+
+    Example:
+
+    ```python
+    inputs = keras.Input((16,))
+    hidden = keras.layers.Dense(32)(inputs)
+    hidden = keras_gsmooth.layers.SmoothActivation("relu", regularization=1e-5)(hidden)
+    model = keras_gsmooth.SmoothedModel(inputs, keras.layers.Dense(1)(hidden), sigma=0.1)
+    ```
+    """
+
+    def __init__(self, activation, sigma: float = 0.0, regularization: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        owner = f"SmoothActivation {self.name!r}"
+        self._init_sigma(sigma, owner=owner)
+        self.regularization = check_regularization(regularization, argument="regularization", owner=owner)
+        self.activation = activations.get(activation)
+        self.supports_masking = True
+        self.built = True
+
+    def call(self, inputs):
+        sigma = self.current_sigma("float32")
+        if self.regularization <= 0.0:
+            return self.activation.mean(inputs, sigma)
+        outputs, summed_variance = self.activation.mean_and_summed_variance(inputs, sigma)
+        batch_size = ops.cast(ops.shape(inputs)[0], "float32")
+        penalty = ops.cast(summed_variance, "float32") / batch_size
+        self.add_loss(self.regularization * penalty)
+        return outputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            {
+                "activation": activations.serialize(self.activation),
+                "sigma": self._sigma_constant,
+                "regularization": self.regularization,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_gsmooth")
+class InputPenalty(keras.layers.Layer):
+    """Passes its input through and adds a penalty on it to the model's losses.
+
+    `smooth_model` places one before every Dense or Conv layer whose input is
+    not raw data, carrying that layer's input penalty (for example
+    `DenseInputPenalty`), and uses one in place of Dropout. The penalty is
+    the layer's `activity_regularizer`, so Keras divides it by the batch size
+    and collects it in `model.losses` like any activity regularizer.
+
+    Args:
+        activity_regularizer: The penalty, a `keras.regularizers.Regularizer`
+            (or its config).
+        **kwargs: Base layer keyword arguments, such as `name`.
+
+    Example:
+
+    ```python
+    penalty = keras_gsmooth.regularizers.DenseInputPenalty(units=8, regularization=1e-3, sigma=0.1)
+    layer = keras_gsmooth.layers.InputPenalty(activity_regularizer=penalty)
+    ```
+    """
+
+    def __init__(self, activity_regularizer=None, **kwargs):
+        super().__init__(activity_regularizer=activity_regularizer, **kwargs)
+        self.supports_masking = True
+        self.built = True
+
+    def call(self, inputs):
+        return inputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict:
+        return super().get_config()
