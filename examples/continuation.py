@@ -32,6 +32,7 @@ from keras_gsmooth.experiments import load_dataset
 from keras_gsmooth.experiments import noisy_splits
 from keras_gsmooth.experiments import run_grid
 from keras_gsmooth.experiments import summarize
+from keras_gsmooth.experiments.grid import GridCell
 from keras_gsmooth.experiments.grid import format_table
 from keras_gsmooth.experiments.plots import pyplot
 from keras_gsmooth.experiments.training import build_model
@@ -58,7 +59,7 @@ def make_schedule(name: str, sigma: float, total_steps: int):
 
 
 @dataclasses.dataclass(frozen=True)
-class ScheduleCell:
+class ScheduleCell(GridCell):
     schedule: str
     sigma: float
     seed: int
@@ -69,10 +70,6 @@ class ScheduleCell:
     label_noise: float
     regularization: float
     train_size: int
-
-    @property
-    def cell_id(self) -> str:
-        return "|".join(f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self))
 
 
 class ScheduleExperiment:

@@ -31,6 +31,7 @@ from keras_gsmooth.experiments import load_dataset
 from keras_gsmooth.experiments import noisy_splits
 from keras_gsmooth.experiments import run_grid
 from keras_gsmooth.experiments import summarize
+from keras_gsmooth.experiments.grid import GridCell
 from keras_gsmooth.experiments.grid import format_table
 from keras_gsmooth.experiments.plots import pyplot
 from keras_gsmooth.experiments.training import fit_and_evaluate
@@ -39,7 +40,7 @@ from keras_gsmooth.montecarlo import MonteCarloModel
 
 
 @dataclasses.dataclass(frozen=True)
-class SmoothingCell:
+class SmoothingCell(GridCell):
     method: str
     sigma: float
     samples: int
@@ -51,10 +52,6 @@ class SmoothingCell:
     label_noise: float
     regularization: float
     train_size: int
-
-    @property
-    def cell_id(self) -> str:
-        return "|".join(f"{f.name}={getattr(self, f.name)}" for f in dataclasses.fields(self))
 
 
 class SmoothingExperiment:

@@ -25,6 +25,19 @@ from collections.abc import Sequence
 import keras
 
 
+class GridCell:
+    """Mixin for the frozen dataclasses that describe one run of a grid.
+
+    Gives every cell a stable text key, `cell_id` (the CSV's first column),
+    built from its fields in order.
+    """
+
+    @property
+    def cell_id(self) -> str:
+        """A stable text key of the cell (the CSV's first column)."""
+        return "|".join(f"{field.name}={getattr(self, field.name)}" for field in dataclasses.fields(self))
+
+
 def parse_shard(text: str) -> tuple:
     """Parses `"k/n"` (0 ≤ k < n) into `(k, n)`.
 

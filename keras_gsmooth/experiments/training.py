@@ -24,6 +24,7 @@ from keras_gsmooth import svrg
 from keras_gsmooth.convert import smooth_model
 from keras_gsmooth.experiments import paper
 from keras_gsmooth.experiments.data import Dataset
+from keras_gsmooth.experiments.grid import GridCell
 from keras_gsmooth.experiments.data import load_dataset
 from keras_gsmooth.experiments.noise import add_input_noise
 from keras_gsmooth.experiments.noise import add_label_noise
@@ -34,7 +35,7 @@ LOSSES = ("mse", "crossentropy")
 
 
 @dataclasses.dataclass(frozen=True)
-class ImageCell:
+class ImageCell(GridCell):
     """One cell of the noisy-image grid: everything that defines a run.
 
     Attributes:
@@ -68,11 +69,6 @@ class ImageCell:
     loss: str = "mse"
     train_size: int = 0
     allow_fallback: bool = True
-
-    @property
-    def cell_id(self) -> str:
-        """A stable text key of the cell (the CSV's first column)."""
-        return "|".join(f"{field.name}={getattr(self, field.name)}" for field in dataclasses.fields(self))
 
     def resolved_regularization(self):
         """λ as `smooth_model` takes it: a float, or the paper's per-layer mapping."""
