@@ -113,3 +113,54 @@ def compile_function(function):
     if backend == "torch":
         return function
     raise _unsupported("compile_function")
+
+
+
+def custom_gradient(forward, backward):
+    """A function with a closed-form gradient, whose saved tensors stay saved.
+
+    Args:
+        forward: `forward(*args) -> (output, residuals)`: the output (one
+            tensor) and a tuple of tensors the gradient needs.
+        backward: `backward(residuals, upstream) -> gradients`: one gradient
+            per argument of `forward`.
+
+    Returns:
+        A function of the same arguments as `forward` returning its output.
+
+    On JAX this is a `jax.custom_vjp` whose residuals pass an optimization
+    barrier: otherwise XLA fuses their computation into each consumer, and
+    when the consumer is the transposed read of a convolution's weight
+    gradient it re-derives the smoothed activation's derivatives there from
+    several strided inputs, which costs more than the whole plain train
+    step. Elsewhere it is `keras.ops.custom_gradient`.
+    """
+    if keras.backend.backend() == "jax":
+        import jax
+
+        @jax.custom_vjp
+        def function(*args):
+            return forward(*args)[0]
+
+        def function_forward(*args):
+            output, residuals = forward(*args)
+            return jax.lax.optimization_barrier((output, residuals))
+
+        def function_backward(residuals, upstream):
+            return tuple(backward(residuals, upstream))
+
+        function.defvjp(function_forward, function_backward)
+        return function
+
+    @keras.ops.custom_gradient
+    def function(*args):
+        output, residuals = forward(*args)
+
+        def grad(*grad_args, upstream=None):
+            if upstream is None:
+                (upstream,) = grad_args
+            return tuple(backward(residuals, upstream))
+
+        return output, grad
+
+    return function

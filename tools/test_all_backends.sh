@@ -8,7 +8,7 @@ status=0
 failed=()
 for backend in jax tensorflow torch; do
   echo "=== KERAS_BACKEND=$backend ==="
-  KERAS_BACKEND=$backend TF_CPP_MIN_LOG_LEVEL=3 "$python" -m pytest tests -q -p no:cacheprovider "$@"
+  KERAS_BACKEND=$backend TF_CPP_MIN_LOG_LEVEL=3 "$python" -m pytest tests -q -p no:cacheprovider --durations=10 "$@"
   rc=$?
   if [ "$rc" -ne 0 ]; then status=1; failed+=("$backend (pytest exit $rc)"); fi
 done

@@ -95,7 +95,7 @@ class SmoothedActivation:
 
     def _mean_and_summed_variance(self, x, sigma):
         mean, variance = self._mean_and_variance(x, sigma)
-        return mean, ops.sum(variance)
+        return mean, sum_of_elements(variance)
 
     def _second_moment(self, x, sigma):
         mean, variance = self._mean_and_variance(x, sigma)
@@ -148,6 +148,20 @@ def safe_positive(sigma):
     """Returns `(sigma > 0, sigma where positive else 1)` for guarded divisions."""
     positive = ops.greater(sigma, 0)
     return positive, ops.where(positive, sigma, ops.ones_like(sigma))
+
+
+def sum_of_elements(x):
+    """Σ x over every element, as a matrix–vector product with ones.
+
+    XLA's CPU backend fuses an elementwise producer into a scalar reduction
+    loop that it does not vectorise: summing the smoothed relu's variance of
+    a (128, 25, 25, 32) tensor took 26 ms that way against 3 ms as a product
+    with a ones vector over the last axis (then a short sum). Other backends
+    compute the same sum.
+    """
+    columns = x.shape[-1] if x.shape and x.shape[-1] is not None else 1
+    rows = ops.reshape(x, (-1, columns))
+    return ops.sum(ops.matmul(rows, ops.ones((columns,), dtype=x.dtype)))
 
 
 # erfcx(u) = e^(u²)·erfc(u) ≈ t·P(t), t = 1/(1 + u/2), for u ≥ 0 (lowest

@@ -30,6 +30,8 @@ from keras_gsmooth.activations.base import SQRT_PI
 from keras_gsmooth.activations.base import SmoothedActivation
 from keras_gsmooth.activations.base import gaussian_tails
 from keras_gsmooth.activations.base import half_erfc_and_gaussian
+from keras_gsmooth.activations.base import sum_of_elements
+from keras_gsmooth.backend import custom_gradient
 from keras_gsmooth.activations.base import safe_positive
 
 
@@ -372,7 +374,7 @@ def _relu_variance_parts(x, sigma, alpha):
     variance_relu = ops.maximum(x * survival * x_cdf + half_sigma2 * cdf + p * (x - 2.0 * x_cdf - p), 0.0)
     sigma_cdf = sigma * cdf
     if alpha == 0.0:
-        return variance_relu, 2.0 * mean_relu * survival, sigma_cdf - 2.0 * mean_relu * c
+        return variance_relu, 2.0 * mean_relu - 2.0 * mean_relu * cdf, sigma_cdf - 2.0 * mean_relu * c
     variance = ops.maximum(
         beta * beta * variance_relu + (2.0 * alpha * beta) * half_sigma2 * cdf + (alpha * alpha) * half_sigma2, 0.0
     )
@@ -382,8 +384,7 @@ def _relu_variance_parts(x, sigma, alpha):
 
 
 def _relu_mean_function(alpha):
-    @ops.custom_gradient
-    def relu_mean(x, sigma):
+    def forward(x, sigma):
         cdf, survival, _, p, c = _relu_parts(x, sigma)
         if alpha == 0.0:
             slope = cdf
@@ -393,47 +394,37 @@ def _relu_mean_function(alpha):
             slope = ops.where(
                 ops.greater_equal(cdf, 0.5), 1.0 - (1.0 - alpha) * survival, alpha + (1.0 - alpha) * cdf
             )
-        dsigma = (1.0 - alpha) * c
+        return x * slope + (1.0 - alpha) * p, (slope, (1.0 - alpha) * c)
 
-        def grad(*args, upstream=None):
-            if upstream is None:
-                (upstream,) = args
-            return upstream * slope, ops.sum(upstream * dsigma)
+    def backward(residuals, upstream):
+        slope, dsigma = residuals
+        return upstream * slope, ops.sum(upstream * dsigma)
 
-        return x * slope + (1.0 - alpha) * p, grad
-
-    return relu_mean
+    return custom_gradient(forward, backward)
 
 
 def _relu_variance_function(alpha):
-    @ops.custom_gradient
-    def relu_variance(x, sigma):
+    def forward(x, sigma):
         variance, dx, dsigma = _relu_variance_parts(x, sigma, alpha)
+        return variance, (dx, dsigma)
 
-        def grad(*args, upstream=None):
-            if upstream is None:
-                (upstream,) = args
-            return upstream * dx, ops.sum(upstream * dsigma)
+    def backward(residuals, upstream):
+        dx, dsigma = residuals
+        return upstream * dx, ops.sum(upstream * dsigma)
 
-        return variance, grad
-
-    return relu_variance
+    return custom_gradient(forward, backward)
 
 
 def _relu_summed_variance_function(alpha):
     """Σ Var as one scalar: its σ-derivative is reduced in the forward pass,
     so the backward pass keeps one tensor (dVar/dx) and one scalar."""
 
-    @ops.custom_gradient
-    def relu_summed_variance(x, sigma):
+    def forward(x, sigma):
         variance, dx, dsigma = _relu_variance_parts(x, sigma, alpha)
-        dsigma_sum = ops.sum(dsigma)
+        return sum_of_elements(variance), (dx, sum_of_elements(dsigma))
 
-        def grad(*args, upstream=None):
-            if upstream is None:
-                (upstream,) = args
-            return upstream * dx, upstream * dsigma_sum
+    def backward(residuals, upstream):
+        dx, dsigma_sum = residuals
+        return upstream * dx, upstream * dsigma_sum
 
-        return ops.sum(variance), grad
-
-    return relu_summed_variance
+    return custom_gradient(forward, backward)
