@@ -17,7 +17,7 @@ THRESHOLD = 2.0
 
 
 def main() -> int:
-    medians = measure(batch=128, rounds=15)
+    medians = measure(batch=128, rounds=25)
     ratio = medians["smoothed"] / medians["plain"]
     print(
         f"paper CNN train step, batch 128: plain {medians['plain'] * 1e3:.1f} ms, "

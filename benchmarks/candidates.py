@@ -1,0 +1,111 @@
+"""The train-step candidates that the benchmarks compare, built alike.
+
+A candidate is the paper CNN (SPEC §3) compiled with SGD(1e-3) and MSE, in
+one of three forms: `plain`; `explicit`, its closed-form smoothed
+counterpart (every penalty on, λ = 1e-5, σ = 0.1), both from
+`train_step.compiled_pair`; or a `MonteCarloModel` around a copy of the
+plain network with the same weights (σ = 0.1, K directions, first or zero
+order). The cost and the memory benchmarks both build their candidates here,
+so they measure the same steps.
+"""
+
+import dataclasses
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import keras  # noqa: E402
+from train_step import compiled_pair  # noqa: E402
+
+import keras_gsmooth  # noqa: E402
+from keras_gsmooth import montecarlo  # noqa: E402
+
+SIGMA = 0.1
+PLAIN = "plain"
+EXPLICIT = "explicit"
+MONTECARLO_PREFIX = "mc"
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """One way to train the paper CNN.
+
+    Attributes:
+        key: A short identifier usable on a command line (`plain`,
+            `explicit`, `mc-first_order-16`).
+        method: `None` for plain and explicit, else the Monte-Carlo method.
+        num_samples: K for Monte Carlo, else `None`.
+    """
+
+    key: str
+    method: str | None = None
+    num_samples: int | None = None
+
+    @property
+    def label(self) -> str:
+        """The row name used in tables."""
+        if self.key == PLAIN:
+            return "plain"
+        if self.key == EXPLICIT:
+            return "explicit (closed form)"
+        order = "first-order" if self.method == "first_order" else "zero-order"
+        return f"MC {order}, K={self.num_samples}"
+
+    @classmethod
+    def parse(cls, key: str) -> "Candidate":
+        """The candidate named by `key` (the inverse of `Candidate.key`).
+
+        Raises:
+            ValueError: if `key` names no candidate.
+        """
+        if key in (PLAIN, EXPLICIT):
+            return cls(key)
+        parts = key.split("-")
+        if (
+            len(parts) == 3
+            and parts[0] == MONTECARLO_PREFIX
+            and parts[1] in ("first_order", "zero_order")
+            and parts[2].isdigit()
+            and int(parts[2]) >= 1
+        ):
+            return cls(key, parts[1], int(parts[2]))
+        raise ValueError(
+            f"benchmarks.candidates: unknown candidate {key!r}. Use 'plain', "
+            "'explicit' or 'mc-<first_order|zero_order>-<K>', e.g. 'mc-first_order-16'."
+        )
+
+
+def candidate_list(montecarlo: tuple) -> list:
+    """Plain, explicit, then one Monte-Carlo candidate per `(method, K)` in `montecarlo`."""
+    return [Candidate(PLAIN), Candidate(EXPLICIT)] + [
+        Candidate(f"{MONTECARLO_PREFIX}-{method}-{k}", method, k) for method, k in montecarlo
+    ]
+
+
+def build(candidates: list, seed: int = 0) -> dict:
+    """Compiled models for `candidates`, all starting from the same weights.
+
+    Args:
+        candidates: A list of `Candidate`.
+        seed: Seeds the weights and the Monte-Carlo directions.
+
+    Returns:
+        A dict `label -> compiled keras.Model`, in the order of `candidates`.
+    """
+    plain, explicit = compiled_pair(seed)
+    models = {}
+    for candidate in candidates:
+        if candidate.key == PLAIN:
+            models[candidate.label] = plain
+        elif candidate.key == EXPLICIT:
+            models[candidate.label] = explicit
+        else:
+            network = keras_gsmooth.models.paper_cnn()
+            network.set_weights(plain.get_weights())
+            model = montecarlo.MonteCarloModel(
+                network, sigma=SIGMA, num_samples=candidate.num_samples, method=candidate.method, seed=seed
+            )
+            model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
+            models[candidate.label] = model
+    return models
