@@ -254,3 +254,11 @@ def test_main_job_rejects_bad_options(capsys):
     assert "--learning-rates" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["--shard", "2/2"])
+
+
+def test_quick_mode_runs_the_main_job_defaults(tmp_path):
+    out = str(tmp_path / "quick")
+    assert cli.main(["--quick", "--verbose", "0", "--output-dir", out]) == 0
+    rows = grid.read_results(os.path.join(out, "results.csv"))
+    assert {row["optimizer"] for row in rows} == {"adam"}
+    assert {row["learning_rate"] for row in rows} == {0.001}

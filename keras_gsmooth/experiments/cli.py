@@ -255,7 +255,9 @@ def _apply_quick(args) -> None:
     args.train_size, args.test_size, args.epochs, args.seeds = 40, 20, 1, args.seeds[:1]
     args.optimizers, args.input_noise, args.label_noise = args.optimizers[-1:], args.input_noise[-1:], args.label_noise[-1:]
     args.sigmas = sorted({args.sigmas[0], args.sigmas[-1]})
-    args.learning_rates = ["paper"] if "paper" in args.learning_rates else args.learning_rates[:1]
+    optimizer = args.optimizers[0]
+    usable = [token for token in args.learning_rates if ":" not in token or token.split(":", 1)[0] == optimizer]
+    args.learning_rates = ["paper"] if "paper" in usable else usable[:1]
 
 
 def _merge_parser(prog: str | None) -> argparse.ArgumentParser:
