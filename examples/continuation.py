@@ -32,6 +32,7 @@ from keras_gsmooth.experiments import load_dataset
 from keras_gsmooth.experiments import noisy_splits
 from keras_gsmooth.experiments import run_grid
 from keras_gsmooth.experiments import summarize
+from keras_gsmooth.experiments.cli import add_noisy_run_arguments
 from keras_gsmooth.experiments.grid import GridCell
 from keras_gsmooth.experiments.grid import format_table
 from keras_gsmooth.experiments.plots import pyplot
@@ -108,13 +109,7 @@ def parse_args(argv=None):
     parser.add_argument("--sigma", type=float, default=0.5, help="σ0: the fixed σ and every schedule's start.")
     parser.add_argument("--learning-rate", type=float, default=0.5, help="GSmoothSGD's learning rate (MSE loss).")
     parser.add_argument("--regularization", type=float, default=1e-5, help="λ for every penalty.")
-    parser.add_argument("--epochs", type=int, default=8, help="Epochs (fixed; no early stopping).")
-    parser.add_argument("--batch-size", type=int, default=64, help="Batch size.")
-    parser.add_argument("--input-noise", type=float, default=0.5, help="sd of the noise on training images.")
-    parser.add_argument("--label-noise", type=float, default=0.2, help="Fraction of training labels changed.")
-    parser.add_argument("--train-size", type=int, default=2000, help="Training images (before the validation split).")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="Seeds; the table gives mean ± sd.")
-    parser.add_argument("--verbose", type=int, default=1, choices=(0, 1, 2), help="Keras verbosity of each run.")
+    add_noisy_run_arguments(parser, epochs=8, epochs_help="Epochs (fixed; no early stopping).")
     parser.add_argument("--quick", action="store_true", help="Tiny data, one epoch, two schedules (the smoke test).")
     return parser.parse_args(argv)
 

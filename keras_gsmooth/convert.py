@@ -128,7 +128,7 @@ def _regularization_resolver(regularization, model) -> Callable[[keras.layers.La
 
 
 def _all_layers(model):
-    return [layer for layer in model._flatten_layers(include_self=False)]
+    return model._flatten_layers(include_self=False)
 
 
 def _graph_of(model):

@@ -250,6 +250,24 @@ def build_parser(defaults: dict, prog: str | None = None, description: str = __d
     return parser
 
 
+def add_noisy_run_arguments(parser: argparse.ArgumentParser, epochs: int, epochs_help: str) -> None:
+    """Adds the options the small example grids share: noise, data size, training length, seeds, verbosity.
+
+    Args:
+        parser: The example's parser.
+        epochs: The default number of epochs.
+        epochs_help: How the example uses `--epochs` (fixed or early-stopped).
+    """
+    add = parser.add_argument
+    add("--epochs", type=int, default=epochs, help=epochs_help)
+    add("--batch-size", type=int, default=64, help="Batch size.")
+    add("--input-noise", type=float, default=0.5, help="sd of the noise on training images.")
+    add("--label-noise", type=float, default=0.2, help="Fraction of training labels changed.")
+    add("--train-size", type=int, default=2000, help="Training images (before the validation split).")
+    add("--seeds", type=int, nargs="+", default=[0, 1], help="Seeds; the table gives mean ± sd.")
+    add("--verbose", type=int, default=1, choices=(0, 1, 2), help="Keras verbosity of each run.")
+
+
 def _apply_quick(args) -> None:
     """Shrinks a grid to a few tiny runs (`--quick`)."""
     args.train_size, args.test_size, args.epochs, args.seeds = 40, 20, 1, args.seeds[:1]
