@@ -116,26 +116,38 @@ def compile_function(function):
 
 
 
-def custom_gradient(forward, backward):
-    """A function with a closed-form gradient, whose saved tensors stay saved.
+def closed_form_gradient(forward, backward, rematerialize: bool = False):
+    """A function whose gradient is given in closed form.
 
     Args:
-        forward: `forward(*args) -> (output, residuals)`: the output (one
-            tensor) and a tuple of tensors the gradient needs.
-        backward: `backward(residuals, upstream) -> gradients`: one gradient
-            per argument of `forward`.
+        forward: `forward(*args) -> (outputs, residuals)`: the outputs (a
+            tensor or a tuple of tensors) and a tuple of tensors the
+            gradient needs.
+        backward: `backward(args, residuals, upstream, wanted) -> gradients`:
+            one gradient per argument of `forward`, given the arguments, the
+            residuals, the upstream gradient (structured like `outputs`) and
+            a tuple of booleans, one per argument, saying which gradients
+            are needed. Unneeded gradients may be `None`.
+        rematerialize: On JAX, keep only the arguments and call `forward`
+            again in the backward pass, instead of keeping the residuals.
+            XLA's CPU backend then fuses the recomputed elementwise chain
+            into the one loop that consumes the gradient, which beats
+            writing residual tensors to memory and reading them back when
+            `forward` computes several outputs (the outputs of the second
+            call are dead code). Other backends always keep the residuals.
 
     Returns:
-        A function of the same arguments as `forward` returning its output.
+        A function of the same arguments as `forward` returning its outputs.
 
-    On JAX this is a `jax.custom_vjp` whose residuals pass an optimization
-    barrier: otherwise XLA fuses their computation into each consumer, and
-    when the consumer is the transposed read of a convolution's weight
-    gradient it re-derives the smoothed activation's derivatives there from
-    several strided inputs, which costs more than the whole plain train
-    step. Elsewhere it is `keras.ops.custom_gradient`.
+    PyTorch keeps the residuals in a `torch.autograd.Function` that computes
+    only the gradients autograd asks for; TensorFlow keeps them in its
+    gradient closure. On JAX kept residuals pass an optimization barrier:
+    otherwise XLA fuses their computation into each consumer, and when the
+    consumer is the transposed read of a convolution's weight gradient it
+    re-derives them there from several strided inputs.
     """
-    if keras.backend.backend() == "jax":
+    backend = keras.backend.backend()
+    if backend == "jax":
         import jax
 
         @jax.custom_vjp
@@ -143,24 +155,92 @@ def custom_gradient(forward, backward):
             return forward(*args)[0]
 
         def function_forward(*args):
-            output, residuals = forward(*args)
-            return jax.lax.optimization_barrier((output, residuals))
+            if rematerialize:
+                return forward(*args)[0], jax.lax.optimization_barrier((args, None))
+            outputs, residuals = forward(*args)
+            return jax.lax.optimization_barrier((outputs, (args, residuals)))
 
-        def function_backward(residuals, upstream):
-            return tuple(backward(residuals, upstream))
+        def function_backward(saved, upstream):
+            args, residuals = saved
+            if rematerialize:
+                residuals = forward(*args)[1]
+            gradients = backward(args, residuals, upstream, (True,) * len(args))
+            return tuple(keras.ops.zeros_like(a) if g is None else g for a, g in zip(args, gradients))
 
         function.defvjp(function_forward, function_backward)
         return function
+    if backend == "tensorflow":
+        import tensorflow as tf
 
-    @keras.ops.custom_gradient
+        @tf.custom_gradient
+        def function(*args):
+            outputs, residuals = forward(*args)
+
+            def gradient(*upstream):
+                if not isinstance(outputs, (tuple, list)):
+                    (upstream,) = upstream
+                return tuple(backward(args, residuals, upstream, (True,) * len(args)))
+
+            return outputs, gradient
+
+        return lambda *args: function(*(tf.convert_to_tensor(a) for a in args))
+    if backend == "torch":
+        return _torch_closed_form_gradient(forward, backward)
+    raise _unsupported("closed_form_gradient")
+
+
+def _torch_closed_form_gradient(forward, backward):
+    import torch
+
+    class ClosedFormGradient(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, *args):
+            outputs, residuals = forward(*args)
+            ctx.save_for_backward(*args, *residuals)
+            ctx.num_args = len(args)
+            ctx.single_output = not isinstance(outputs, (tuple, list))
+            return outputs
+
+        @staticmethod
+        def backward(ctx, *upstream):
+            saved = ctx.saved_tensors
+            args, residuals = saved[: ctx.num_args], saved[ctx.num_args :]
+            if ctx.single_output:
+                (upstream,) = upstream
+            return tuple(backward(args, residuals, upstream, ctx.needs_input_grad))
+
     def function(*args):
-        output, residuals = forward(*args)
-
-        def grad(*grad_args, upstream=None):
-            if upstream is None:
-                (upstream,) = grad_args
-            return tuple(backward(residuals, upstream))
-
-        return output, grad
+        return ClosedFormGradient.apply(*(torch.as_tensor(a) for a in args))
 
     return function
+
+
+def separate_fusion(x):
+    """`x` as rows `(−1, last axis)` on JAX, where XLA treats it as another tensor; `x` itself elsewhere.
+
+    Two elementwise chains that start from the same tensor share their
+    intermediates after XLA's common-subexpression elimination, and XLA's
+    CPU backend then writes every shared intermediate to memory (it keeps
+    no optimization barrier and fuses no multi-output loops). Starting the
+    second chain from this reshaped view keeps the chains apart, each one
+    loop. On TensorFlow and PyTorch it returns `x` itself, so callers can
+    share intermediates when `separate_fusion(x) is x`.
+    """
+    if keras.backend.backend() == "jax":
+        return keras.ops.reshape(x, (-1, x.shape[-1] if x.shape else 1))
+    return x
+
+
+def native_erfc():
+    """The backend's own `erfc` where that is the fast choice, else None.
+
+    PyTorch runs eagerly, and `torch.erfc` is one vectorised kernel. JAX
+    and TensorFlow (with XLA) fuse elementwise chains into one loop, where
+    XLA's `erfc` expansion costs more than the fitted form the activations
+    use, so they get None.
+    """
+    if keras.backend.backend() != "torch":
+        return None
+    import torch
+
+    return torch.erfc

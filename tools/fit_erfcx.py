@@ -1,4 +1,4 @@
-"""Fits the polynomial behind `keras_gsmooth.activations.base.half_erfc_and_gaussian`.
+"""Fits the polynomial behind `keras_gsmooth.activations.base.normal_tails`.
 
 The scaled complementary error function erfcx(u) = e^(u²)·erfc(u), u ≥ 0,
 is written as t·P(t) with t = 1/(1 + u/2) ∈ (0, 1]: P is smooth on [0, 1]

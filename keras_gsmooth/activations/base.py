@@ -9,6 +9,7 @@ import math
 import keras
 from keras import ops
 
+from keras_gsmooth.backend import native_erfc
 from keras_gsmooth.validation import check_sigma
 
 SQRT_2 = math.sqrt(2.0)
@@ -181,30 +182,62 @@ _ERFCX_COEFFICIENTS = (
 )
 
 
-def half_erfc_and_gaussian(z):
-    """Returns `(½·erfc(|z|), e^(−z²))` from one `exp`.
+# PyTorch's CPU `exp` and `erfc` leave their vectorised path when a result
+# underflows, and arithmetic on subnormal floats is about 100× slower.
+# Beyond |z| = 7.5 both e^(−z²) and ½erfc(|z|) are below 1e-24, so the
+# native path clamps z there, and subtracting (a hair more than) the values
+# at the clamp makes the clamped results exactly 0 while every intermediate
+# stays a normal float.
+_NATIVE_LIMIT = 7.5
+_GAUSSIAN_AT_LIMIT = math.exp(-_NATIVE_LIMIT**2) * (1.0 + 2.0**-12)
+_HALF_TAIL_AT_LIMIT = 0.5 * math.erfc(_NATIVE_LIMIT) * (1.0 + 2.0**-12)
 
-    `erfc(u) = e^(−u²)·erfcx(u)` with the scaled function `erfcx` as a
-    fitted polynomial (relative error 1.2e-8, below float32 rounding), so
-    the Gaussian factor that every smoothed piecewise-linear form needs
-    anyway is shared. XLA's own `erfc` evaluates both of its branches and
-    an `exp` of its own, and costs several times more on CPU; this is the
-    hot path of the smoothed relu. `z = ±inf` gives `(0, 0)`.
+
+def normal_tails(z, upper: bool = True):
+    """Returns `(½·erfc(−z), ½·erfc(z), e^(−z²))`.
+
+    The first two are `Φ(√2·z)` and `1 − Φ(√2·z)` (`Φ` the standard normal
+    CDF), each with full accuracy in its own small tail (computing
+    `1 − Φ` by subtraction loses everything there); the third is the
+    Gaussian factor that every smoothed piecewise-linear form needs. `z = ±inf`
+    gives the exact limits `(0, 1, 0)` or `(1, 0, 0)`. With `upper=False`
+    the second is None (one pass less on eager backends).
+
+    On PyTorch they come from the native vectorised `erfc` and `exp`
+    (eager kernels: every operation is a pass over memory). On JAX and
+    TensorFlow, whose compiled steps fuse elementwise chains, `erfc(|z|)` is
+    `e^(−z²)·erfcx(|z|)` with `erfcx` a fitted polynomial (relative error
+    1.2e-8, below float32 rounding), sharing the one `exp`: XLA's own `erfc`
+    evaluates both of its branches and an `exp` of its own, and costs several
+    times more on CPU.
     """
+    erfc = native_erfc()
+    if erfc is not None:
+        return _native_normal_tails(z, erfc, upper)
     gaussian = ops.exp(-ops.square(z))
     t = 1.0 / (1.0 + 0.5 * ops.absolute(z))
     polynomial = _ERFCX_COEFFICIENTS[-1]
     for coefficient in _ERFCX_COEFFICIENTS[-2::-1]:
         polynomial = coefficient + t * polynomial
-    return 0.5 * gaussian * t * polynomial, gaussian
+    tail = 0.5 * gaussian * t * polynomial
+    negative = ops.less(z, 0)
+    lower = ops.where(negative, tail, 1.0 - tail)
+    return lower, ops.where(negative, 1.0 - tail, tail) if upper else None, gaussian
+
+
+def _native_normal_tails(z, erfc, upper):
+    clamped = ops.clip(z, -_NATIVE_LIMIT, _NATIVE_LIMIT)
+    gaussian = ops.relu(ops.exp(-ops.square(clamped)) - _GAUSSIAN_AT_LIMIT)
+    lower = ops.relu(0.5 * erfc(-clamped) - _HALF_TAIL_AT_LIMIT)
+    if not upper:
+        return lower, None, gaussian
+    return lower, ops.relu(0.5 * erfc(clamped) - _HALF_TAIL_AT_LIMIT), gaussian
 
 
 def gaussian_tails(y):
     """Returns `(Φ(y), 1 − Φ(y))` with full accuracy in both tails.
 
-    `Φ` is the standard normal CDF. Computing `1 − Φ` by subtraction loses
-    all precision for large `y`; here both come from `½·erfc(|y|/√2)`.
+    `Φ` is the standard normal CDF; see `normal_tails`.
     """
-    half_tail, _ = half_erfc_and_gaussian(y / SQRT_2)
-    below = ops.less(y, 0)
-    return ops.where(below, half_tail, 1.0 - half_tail), ops.where(below, 1.0 - half_tail, half_tail)
+    lower, upper, _ = normal_tails(y / SQRT_2)
+    return lower, upper

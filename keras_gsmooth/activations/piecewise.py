@@ -18,6 +18,7 @@ lost when a narrow middle piece lies a few s from x, e.g. hard_tanh at
 σ = 10, x = 10: 1.6e-5 relative).
 """
 
+import collections
 import math
 
 import numpy as np
@@ -29,9 +30,10 @@ from keras_gsmooth.activations.base import SQRT_2
 from keras_gsmooth.activations.base import SQRT_PI
 from keras_gsmooth.activations.base import SmoothedActivation
 from keras_gsmooth.activations.base import gaussian_tails
-from keras_gsmooth.activations.base import half_erfc_and_gaussian
+from keras_gsmooth.activations.base import normal_tails
 from keras_gsmooth.activations.base import sum_of_elements
-from keras_gsmooth.backend import custom_gradient
+from keras_gsmooth.backend import closed_form_gradient
+from keras_gsmooth.backend import separate_fusion
 from keras_gsmooth.activations.base import safe_positive
 
 
@@ -293,8 +295,9 @@ class ReLU(SmoothedActivation):
 
     The backward pass uses the closed-form derivatives
     `relu_σ′ = Φ`, `Var[relu]′ = 2·relu_σ·(1 − Φ)` and their σ-derivatives,
-    computed from the same tail and Gaussian factor as the forward pass
-    (`keras.ops.custom_gradient`), instead of autodiff re-deriving them.
+    computed from the same tails and Gaussian factor as the forward pass
+    (`keras_gsmooth.backend.closed_form_gradient`), instead of autodiff
+    re-deriving them; the σ-derivatives only when σ is differentiated.
 
     Args:
         negative_slope: Slope α for `x < 0` (0 for relu; Keras's leaky_relu
@@ -334,97 +337,143 @@ class ReLU(SmoothedActivation):
         )
 
     def _mean_and_summed_variance(self, x, sigma):
-        return (
-            _relu_mean_function(self.negative_slope)(x, sigma),
-            _relu_summed_variance_function(self.negative_slope)(x, sigma),
-        )
+        return _relu_summed_variance_function(self.negative_slope)(x, sigma)
 
 
-def _relu_parts(x, sigma):
-    """Φ, 1 − Φ, x·Φ, p = σc and c = e^(−x²/σ²)/(2√π) from one exp.
+class _ReluParts(collections.namedtuple("_ReluParts", "cdf survival x_cdf p c mean")):
+    """Φ, 1 − Φ, x·Φ, p = σc, c = e^(−x²/σ²)/(2√π) and relu_σ = xΦ + p."""
 
-    `Φ = ½erfc(−x/σ)` and `1 − Φ` both come from the tail `½erfc(|x|/σ)`,
-    so each is exact in its own tail, and the Gaussian factor is shared
-    (`half_erfc_and_gaussian`).
+
+def _relu_parts(x, sigma, survival: bool = True):
+    """The elementwise quantities every smoothed-relu formula is built from.
+
+    `survival=False` leaves out `1 − Φ` (None), which the relu mean does not need.
+
+    `Φ = ½erfc(−x/σ)` and `1 − Φ = ½erfc(x/σ)` are each exact in their own
+    tail, and share the Gaussian factor (`normal_tails`).
 
     At σ = 0 the ratio x/σ is ±inf (x ≠ 0) or 0, which gives the exact
     unsmoothed limits; no autodiff runs through these values.
     """
     tiny = ops.convert_to_tensor(np.finfo(keras.backend.standardize_dtype(x.dtype)).tiny, x.dtype)
-    ratio = x / ops.maximum(sigma, tiny)
-    tail, gaussian = half_erfc_and_gaussian(ratio)
-    negative = ops.less(ratio, 0)
-    cdf = ops.where(negative, tail, 1.0 - tail)
-    survival = ops.where(negative, 1.0 - tail, tail)
-    c = gaussian / (2.0 * SQRT_PI)
-    return cdf, survival, x * cdf, sigma * c, c
+    cdf, upper, gaussian = normal_tails(x / ops.maximum(sigma, tiny), upper=survival)
+    c = gaussian * (0.5 / SQRT_PI)
+    x_cdf = x * cdf
+    p = sigma * c
+    return _ReluParts(cdf, upper, x_cdf, p, c, x_cdf + p)
 
 
-def _relu_variance_parts(x, sigma, alpha):
-    """Leaky-relu variance with its x- and σ-derivatives, elementwise.
+def _relu_mean(x, parts, alpha):
+    """`h_σ` and its slope `dh_σ/dx`.
 
-    `Var[relu] = x(1−Φ)·xΦ + (σ²/2)Φ + p·(x − 2xΦ − p)`: the stable form
-    `x²Φ(1−Φ) + (σ²/2)Φ + xp(1 − 2Φ) − p²` arranged to reuse `xΦ` (fewer
-    passes over memory on eager backends).
+    Relu: `(xΦ + p, Φ)`. Leaky relu: `(x·slope + (1−α)p, α + (1−α)Φ)`, the
+    slope written so that it is exactly 1 where Φ = 1 and exactly α where
+    Φ = 0 (σ = 0 then reproduces Keras's leaky_relu bit for bit).
     """
-    beta = 1.0 - alpha
-    cdf, survival, x_cdf, p, c = _relu_parts(x, sigma)
-    mean_relu = x_cdf + p
-    half_sigma2 = 0.5 * ops.square(sigma)
-    variance_relu = ops.maximum(x * survival * x_cdf + half_sigma2 * cdf + p * (x - 2.0 * x_cdf - p), 0.0)
-    sigma_cdf = sigma * cdf
     if alpha == 0.0:
-        return variance_relu, 2.0 * mean_relu - 2.0 * mean_relu * cdf, sigma_cdf - 2.0 * mean_relu * c
-    variance = ops.maximum(
-        beta * beta * variance_relu + (2.0 * alpha * beta) * half_sigma2 * cdf + (alpha * alpha) * half_sigma2, 0.0
+        return parts.mean, parts.cdf
+    slope = ops.where(
+        ops.greater_equal(parts.cdf, 0.5), 1.0 - (1.0 - alpha) * parts.survival, alpha + (1.0 - alpha) * parts.cdf
     )
-    dx = 2.0 * beta * beta * mean_relu * survival + 2.0 * alpha * beta * p
-    dsigma = beta * beta * (sigma_cdf - 2.0 * mean_relu * c) + 2.0 * alpha * beta * (sigma_cdf - x * c) + alpha * alpha * sigma
-    return variance, dx, dsigma
+    return x * slope + (1.0 - alpha) * parts.p, slope
+
+
+def _relu_variance(x, sigma, parts, alpha):
+    """Leaky-relu variance, not yet clipped at 0, and half its x-derivative.
+
+    `Var[relu] = x(1−Φ)·xΦ + (σ²/2)Φ + p·(x(1−Φ) − xΦ − p)` is the stable
+    form `x²Φ(1−Φ) + (σ²/2)Φ + xp(1 − 2Φ) − p²`, a sum of terms that are
+    small wherever the result is, arranged to reuse `x(1−Φ)` and `xΦ`
+    (fewer passes over memory on eager backends); `½Var[relu]′ = relu_σ·(1 − Φ)`.
+    Leaky relu with slope α is `αx + (1−α)·relu`, so
+    `Var = (1−α)²Var[relu] + α(1−α)σ²Φ + α²σ²/2` (Stein: Cov(z, relu z) = s²Φ).
+    Rounding may leave a tiny negative value where the variance is ~0:
+    callers clip the elementwise variance, or its sum.
+    """
+    half_sigma2 = 0.5 * ops.square(sigma)
+    x_survival = x * parts.survival
+    variance = x_survival * parts.x_cdf + half_sigma2 * parts.cdf + parts.p * (x_survival - parts.x_cdf - parts.p)
+    half_derivative = parts.mean * parts.survival
+    if alpha == 0.0:
+        return variance, half_derivative
+    beta = 1.0 - alpha
+    variance = beta * beta * variance + (2.0 * alpha * beta) * half_sigma2 * parts.cdf + (alpha * alpha) * half_sigma2
+    return variance, beta * beta * half_derivative + alpha * beta * parts.p
+
+
+def _relu_sigma_derivatives(x, sigma, alpha):
+    """`(∂h_σ/∂σ, ∂Var_σ/∂σ)` elementwise, for the rare gradient with respect to σ."""
+    beta = 1.0 - alpha
+    parts = _relu_parts(x, sigma)
+    sigma_cdf = sigma * parts.cdf
+    variance = beta * beta * (sigma_cdf - 2.0 * parts.mean * parts.c)
+    if alpha != 0.0:
+        variance = variance + 2.0 * alpha * beta * (sigma_cdf - x * parts.c) + alpha * alpha * sigma
+    return beta * parts.c, variance
+
+
+def _sigma_gradient(args, upstream, alpha, wanted, which):
+    """Σ upstream·∂(output)/∂σ when autodiff asks for it, else None."""
+    if not wanted[1]:
+        return None
+    x, sigma = args
+    derivative = _relu_sigma_derivatives(x, sigma, alpha)[which]
+    return ops.sum(upstream * derivative)
 
 
 def _relu_mean_function(alpha):
     def forward(x, sigma):
-        cdf, survival, _, p, c = _relu_parts(x, sigma)
-        if alpha == 0.0:
-            slope = cdf
-        else:
-            # Exactly 1 where Φ = 1 and exactly α where Φ = 0, so that σ = 0
-            # reproduces Keras's leaky_relu bit for bit.
-            slope = ops.where(
-                ops.greater_equal(cdf, 0.5), 1.0 - (1.0 - alpha) * survival, alpha + (1.0 - alpha) * cdf
-            )
-        return x * slope + (1.0 - alpha) * p, (slope, (1.0 - alpha) * c)
+        mean, slope = _relu_mean(x, _relu_parts(x, sigma, survival=alpha != 0.0), alpha)
+        return mean, (slope,)
 
-    def backward(residuals, upstream):
-        slope, dsigma = residuals
-        return upstream * slope, ops.sum(upstream * dsigma)
+    def backward(args, residuals, upstream, wanted):
+        (slope,) = residuals
+        return upstream * slope, _sigma_gradient(args, upstream, alpha, wanted, 0)
 
-    return custom_gradient(forward, backward)
+    return closed_form_gradient(forward, backward)
 
 
 def _relu_variance_function(alpha):
     def forward(x, sigma):
-        variance, dx, dsigma = _relu_variance_parts(x, sigma, alpha)
-        return variance, (dx, dsigma)
+        variance, half_derivative = _relu_variance(x, sigma, _relu_parts(x, sigma), alpha)
+        return ops.maximum(variance, 0.0), (half_derivative,)
 
-    def backward(residuals, upstream):
-        dx, dsigma = residuals
-        return upstream * dx, ops.sum(upstream * dsigma)
+    def backward(args, residuals, upstream, wanted):
+        (half_derivative,) = residuals
+        return (2.0 * upstream) * half_derivative, _sigma_gradient(args, upstream, alpha, wanted, 1)
 
-    return custom_gradient(forward, backward)
+    return closed_form_gradient(forward, backward)
 
 
 def _relu_summed_variance_function(alpha):
-    """Σ Var as one scalar: its σ-derivative is reduced in the forward pass,
-    so the backward pass keeps one tensor (dVar/dx) and one scalar."""
+    """`(h_σ, Σ Var_σ)` with one fused backward pass: the gradient with
+    respect to x is `upstream·slope + upstream_sum·Var′`.
+
+    On JAX the variance starts from `separate_fusion(x)`, so that XLA fuses
+    the mean and the variance each into one loop instead of writing their
+    shared intermediates to memory, and the backward pass recomputes the
+    slopes inside the loop that consumes them (`rematerialize`); elsewhere
+    the two share their intermediates and the slopes are kept.
+    """
 
     def forward(x, sigma):
-        variance, dx, dsigma = _relu_variance_parts(x, sigma, alpha)
-        return sum_of_elements(variance), (dx, sum_of_elements(dsigma))
+        parts = _relu_parts(x, sigma)
+        mean, slope = _relu_mean(x, parts, alpha)
+        rows = separate_fusion(x)
+        if rows is not x:
+            parts = _relu_parts(rows, sigma)
+        variance, half_derivative = _relu_variance(rows, sigma, parts, alpha)
+        summed = ops.maximum(sum_of_elements(variance), 0.0)
+        return (mean, summed), (slope, ops.reshape(half_derivative, ops.shape(x)))
 
-    def backward(residuals, upstream):
-        dx, dsigma_sum = residuals
-        return upstream * dx, upstream * dsigma_sum
+    def backward(args, residuals, upstream, wanted):
+        slope, half_derivative = residuals
+        upstream_mean, upstream_sum = upstream
+        gradient = upstream_mean * slope + (2.0 * upstream_sum) * half_derivative
+        if not wanted[1]:
+            return gradient, None
+        x, sigma = args
+        mean_derivative, variance_derivative = _relu_sigma_derivatives(x, sigma, alpha)
+        return gradient, ops.sum(upstream_mean * mean_derivative) + upstream_sum * sum_of_elements(variance_derivative)
 
-    return custom_gradient(forward, backward)
+    return closed_form_gradient(forward, backward, rematerialize=True)
