@@ -125,3 +125,21 @@ def test_unknown_candidate_is_refused(suite):
     assert candidates.Candidate.parse("mc-zero_order-64").num_samples == 64
     with pytest.raises(ValueError, match="unknown candidate 'mc-second_order-4'"):
         candidates.Candidate.parse("mc-second_order-4")
+
+
+def test_optimizer_benchmark_trains_every_configuration(monkeypatch):
+    """`bench_optimizers.py` fits every optimizer (schedules and SVRG's snapshot included) and reports a rate for each."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    bench = importlib.import_module("bench_optimizers")
+    rates = bench.benchmark(batch_size=2, steps=2, repeats=1)
+    assert set(rates) == set(bench.CONFIGS) == set(bench.BASELINE)
+    assert all(math.isfinite(rate) and rate > 0 for rate in rates.values())
+
+
+def test_train_step_benchmark_measures_plain_and_smoothed(monkeypatch):
+    """`train_step.py` (and with it CI's regression guard) times both models."""
+    monkeypatch.syspath_prepend(str(BENCHMARKS))
+    train_step = importlib.import_module("train_step")
+    medians = train_step.measure(batch=2, rounds=1)
+    assert set(medians) == {"plain", "smoothed"}
+    assert all(seconds > 0 for seconds in medians.values())

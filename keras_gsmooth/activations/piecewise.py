@@ -356,7 +356,8 @@ def _relu_parts(x, sigma, survival: bool = True):
     unsmoothed limits; no autodiff runs through these values.
     """
     tiny = ops.convert_to_tensor(np.finfo(keras.backend.standardize_dtype(x.dtype)).tiny, x.dtype)
-    cdf, upper, gaussian = normal_tails(x / ops.maximum(sigma, tiny), upper=survival)
+    # One scalar division, then a product per element (σ may change every step).
+    cdf, upper, gaussian = normal_tails(x * (1.0 / ops.maximum(sigma, tiny)), upper=survival)
     c = gaussian * (0.5 / SQRT_PI)
     x_cdf = x * cdf
     p = sigma * c
