@@ -340,8 +340,8 @@ class ReLU(SmoothedActivation):
         return _relu_summed_variance_function(self.negative_slope)(x, sigma)
 
 
-class _ReluParts(collections.namedtuple("_ReluParts", "cdf survival x_cdf p c mean")):
-    """Φ, 1 − Φ, x·Φ, p = σc, c = e^(−x²/σ²)/(2√π) and relu_σ = xΦ + p."""
+class _ReluParts(collections.namedtuple("_ReluParts", "cdf survival x_cdf p gaussian mean")):
+    """Φ, 1 − Φ, x·Φ, p = σ·e^(−x²/σ²)/(2√π), e^(−x²/σ²) and relu_σ = xΦ + p."""
 
 
 def _relu_parts(x, sigma, survival: bool = True):
@@ -358,10 +358,10 @@ def _relu_parts(x, sigma, survival: bool = True):
     tiny = ops.convert_to_tensor(np.finfo(keras.backend.standardize_dtype(x.dtype)).tiny, x.dtype)
     # One scalar division, then a product per element (σ may change every step).
     cdf, upper, gaussian = normal_tails(x * (1.0 / ops.maximum(sigma, tiny)), upper=survival)
-    c = gaussian * (0.5 / SQRT_PI)
     x_cdf = x * cdf
-    p = sigma * c
-    return _ReluParts(cdf, upper, x_cdf, p, c, x_cdf + p)
+    # σ/(2√π) is one scalar, so that p costs one product per element.
+    p = gaussian * (sigma * (0.5 / SQRT_PI))
+    return _ReluParts(cdf, upper, x_cdf, p, gaussian, x_cdf + p)
 
 
 def _relu_mean(x, parts, alpha):
@@ -406,11 +406,12 @@ def _relu_sigma_derivatives(x, sigma, alpha):
     """`(∂h_σ/∂σ, ∂Var_σ/∂σ)` elementwise, for the rare gradient with respect to σ."""
     beta = 1.0 - alpha
     parts = _relu_parts(x, sigma)
+    c = parts.gaussian * (0.5 / SQRT_PI)
     sigma_cdf = sigma * parts.cdf
-    variance = beta * beta * (sigma_cdf - 2.0 * parts.mean * parts.c)
+    variance = beta * beta * (sigma_cdf - 2.0 * parts.mean * c)
     if alpha != 0.0:
-        variance = variance + 2.0 * alpha * beta * (sigma_cdf - x * parts.c) + alpha * alpha * sigma
-    return beta * parts.c, variance
+        variance = variance + 2.0 * alpha * beta * (sigma_cdf - x * c) + alpha * alpha * sigma
+    return beta * c, variance
 
 
 def _sigma_gradient(args, upstream, alpha, wanted, which):
