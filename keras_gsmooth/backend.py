@@ -220,10 +220,10 @@ def separate_fusion(x):
 
     Two elementwise chains that start from the same tensor share their
     intermediates after XLA's common-subexpression elimination, and XLA's
-    CPU backend then writes every shared intermediate to memory (it keeps
-    no optimization barrier and fuses no multi-output loops). Starting the
-    second chain from this reshaped view keeps the chains apart, each one
-    loop. On TensorFlow and PyTorch it returns `x` itself, so callers can
+    CPU backend, which fuses no multi-output loops, then writes every shared
+    intermediate to memory. Starting the second chain from this reshaped
+    view keeps the chains apart, each one loop (an optimization barrier on
+    `x` did not, in the optimized HLO of the paper CNN's train step). On TensorFlow and PyTorch it returns `x` itself, so callers can
     share intermediates when `separate_fusion(x) is x`.
     """
     if keras.backend.backend() == "jax":
