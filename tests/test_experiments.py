@@ -193,6 +193,8 @@ def test_summarize_gives_mean_and_sample_sd():
     assert summary[1]["m_std"] == 0.0
     table = grid.format_table(summary, ["g"], "m", scale=1.0)
     assert "2.00 ± 1.41" in table
+    small = grid.summarize([{"g": "x", "m": 1e-3}, {"g": "x", "m": 3e-3}], ["g"], ["m"])
+    assert "0.002 ± 0.00141" in grid.format_table(small, ["g"], "m", scale=1.0, number_format=".3g")
 
 
 def test_paper_table_lookups():

@@ -193,7 +193,8 @@ def report(rows, output_dir: str, with_paper: bool, extra_metrics: tuple = ()) -
         text.append(format_table(summary, _GROUP, "test_accuracy"))
         for metric in extra_metrics:
             text.append(f"\n== learning rate: {view} — {metric}, mean ± sd over seeds ==")
-            text.append(format_table(summary, _GROUP, metric, scale=1.0))
+            # Extra metrics (update norms ~1e-3) need significant digits, not decimals.
+            text.append(format_table(summary, _GROUP, metric, scale=1.0, number_format=".3g"))
         for dataset, optimizer in sorted({(e["dataset"], e["optimizer"]) for e in summary}):
             panel = [e for e in summary if (e["dataset"], e["optimizer"]) == (dataset, optimizer)]
             path = os.path.join(output_dir, f"heatmap_{dataset}_{optimizer}_{view}.png")

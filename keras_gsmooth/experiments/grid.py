@@ -258,13 +258,15 @@ def summarize(rows: Sequence[dict], by: Sequence[str], metrics: Sequence[str]) -
     return summary
 
 
-def format_table(summary: Sequence[dict], by: Sequence[str], metric: str, scale: float = 100.0) -> str:
-    """A plain-text table: the `by` fields, then `metric` as mean ± spread (× `scale`) and n."""
+def format_table(
+    summary: Sequence[dict], by: Sequence[str], metric: str, scale: float = 100.0, number_format: str = ".2f"
+) -> str:
+    """A plain-text table: the `by` fields, then `metric` as mean ± spread (× `scale`, in `number_format`) and n."""
     header = [*by, metric, "n"]
     lines = [
         [
             *(f"{entry[field]:g}" if isinstance(entry[field], float) else str(entry[field]) for field in by),
-            f"{scale * entry[f'{metric}_mean']:.2f} ± {scale * entry[f'{metric}_std']:.2f}",
+            f"{scale * entry[f'{metric}_mean']:{number_format}} ± {scale * entry[f'{metric}_std']:{number_format}}",
             str(entry["n"]),
         ]
         for entry in summary
