@@ -21,8 +21,8 @@ lost when a narrow middle piece lies a few s from x, e.g. hard_tanh at
 import collections
 import math
 
-import numpy as np
 import keras
+import numpy as np
 from keras import ops
 
 from keras_gsmooth.activations.base import INV_SQRT_2PI
@@ -31,10 +31,10 @@ from keras_gsmooth.activations.base import SQRT_PI
 from keras_gsmooth.activations.base import SmoothedActivation
 from keras_gsmooth.activations.base import gaussian_tails
 from keras_gsmooth.activations.base import normal_tails
+from keras_gsmooth.activations.base import safe_positive
 from keras_gsmooth.activations.base import sum_of_elements
 from keras_gsmooth.backend import closed_form_gradient
 from keras_gsmooth.backend import separate_fusion
-from keras_gsmooth.activations.base import safe_positive
 
 
 @keras.saving.register_keras_serializable(package="keras_gsmooth")
