@@ -115,7 +115,6 @@ def compile_function(function):
     raise _unsupported("compile_function")
 
 
-
 def closed_form_gradient(forward, backward, rematerialize: bool = False):
     """A function whose gradient is given in closed form.
 
