@@ -13,10 +13,11 @@ MSE on random MNIST-shaped data:
   step); its snapshot, over one batch of data, is taken once per timed
   `fit` and is included in the time.
 
-Configurations are interleaved (one timed `fit` of each, then again) so
-that the load of a shared machine spreads over all of them; the median of
-the repeats is reported, with the ratio to the fixed-σ baseline of the
-same base optimizer. Each timed `fit` runs many steps (50 at batch 128,
+Configurations are interleaved (one timed `fit` of each per round, in a
+random order each round) so that the load of a shared machine spreads over
+all of them. Steps per second are medians over rounds; the ratio to the
+fixed-σ baseline of the same base optimizer is the median of the ratios
+measured within each round. Each timed `fit` runs many steps (50 at batch 128,
 500 at batch 1 by default), so that the fixed cost of a `fit` call (data
 adapter, callbacks) does not blur the per-step cost. One backend per process:
 
@@ -26,6 +27,7 @@ adapter, callbacks) does not blur the per-step cost. One backend per process:
 
 import argparse
 import os
+import random
 import statistics
 import time
 
@@ -85,13 +87,30 @@ class _Run:
         return time.perf_counter() - start
 
 
-def benchmark(batch_size: int, steps: int, repeats: int) -> dict:
+def benchmark(batch_size: int, steps: int, repeats: int, seed: int = 0) -> dict:
+    """Steps per second of every configuration, and its time per step against its baseline.
+
+    Each round times one `fit` of every configuration, in a fresh random
+    order (so no configuration always follows the same neighbour), and
+    divides each configuration's time by its baseline's time in the same
+    round; the ratio reported is the median of these paired ratios, which
+    cancels the slow drifts of a shared machine that a ratio of medians keeps.
+
+    Returns:
+        name -> `(steps per second, time per step ÷ baseline's)`, medians over rounds.
+    """
     runs = {name: _Run(name, batch_size, steps) for name in CONFIGS}
+    order = random.Random(seed)
     seconds = {name: [] for name in CONFIGS}
+    ratios = {name: [] for name in CONFIGS}
     for _ in range(repeats):
-        for name, run in runs.items():
-            seconds[name].append(run.fit())
-    return {name: steps / statistics.median(times) for name, times in seconds.items()}
+        names = list(CONFIGS)
+        order.shuffle(names)
+        times = {name: runs[name].fit() for name in names}
+        for name in CONFIGS:
+            seconds[name].append(times[name])
+            ratios[name].append(times[name] / times[BASELINE[name]])
+    return {name: (steps / statistics.median(seconds[name]), statistics.median(ratios[name])) for name in CONFIGS}
 
 
 def main():
@@ -104,9 +123,8 @@ def main():
     print(f"{'batch':>5}  {'optimizer':<13} {'steps/s':>9}  {'time/step vs fixed-σ baseline':>30}")
     for batch_size in args.batch_sizes:
         steps = args.steps * 10 if batch_size == 1 else args.steps
-        rates = benchmark(batch_size, steps, args.repeats)
-        for name, rate in rates.items():
-            ratio = rates[BASELINE[name]] / rate
+        results = benchmark(batch_size, steps, args.repeats)
+        for name, (rate, ratio) in results.items():
             print(f"{batch_size:>5}  {name:<13} {rate:>9.1f}  {ratio:>29.2f}x")
 
 

@@ -1,11 +1,12 @@
 """The train-step candidates that the benchmarks compare, built alike.
 
 A candidate is the paper CNN (SPEC §3) compiled with SGD(1e-3) and MSE, in
-one of three forms: `plain`; `explicit`, its closed-form smoothed
+one of four forms: `plain`; `explicit`, its closed-form smoothed
 counterpart (every penalty on, λ = 1e-5, σ = 0.1), both from
-`train_step.compiled_pair`; or a `MonteCarloModel` around a copy of the
-plain network with the same weights (σ = 0.1, K directions, first or zero
-order). The cost and the memory benchmarks both build their candidates here,
+`train_step.compiled_pair`; on PyTorch also `explicit-fused`, the same
+smoothed model run with `keras_gsmooth.config.set_fused_torch_kernels(True)`;
+or a `MonteCarloModel` around a copy of the plain network with the same
+weights (σ = 0.1, K directions, first or zero order). The cost and the memory benchmarks both build their candidates here,
 so they measure the same steps.
 """
 
@@ -17,13 +18,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 from train_step import compiled_pair  # noqa: E402
+from train_step import step_function  # noqa: E402
 
 import keras_gsmooth  # noqa: E402
+from keras_gsmooth import config  # noqa: E402
 from keras_gsmooth import montecarlo  # noqa: E402
 
 SIGMA = 0.1
 PLAIN = "plain"
 EXPLICIT = "explicit"
+EXPLICIT_FUSED = "explicit-fused"
 MONTECARLO_PREFIX = "mc"
 
 
@@ -33,7 +37,7 @@ class Candidate:
 
     Attributes:
         key: A short identifier usable on a command line (`plain`,
-            `explicit`, `mc-first_order-16`).
+            `explicit`, `explicit-fused`, `mc-first_order-16`).
         method: `None` for plain and explicit, else the Monte-Carlo method.
         num_samples: K for Monte Carlo, else `None`.
     """
@@ -49,6 +53,8 @@ class Candidate:
             return "plain"
         if self.key == EXPLICIT:
             return "explicit (closed form)"
+        if self.key == EXPLICIT_FUSED:
+            return "explicit, fused torch kernels"
         order = "first-order" if self.method == "first_order" else "zero-order"
         return f"MC {order}, K={self.num_samples}"
 
@@ -59,7 +65,7 @@ class Candidate:
         Raises:
             ValueError: if `key` names no candidate.
         """
-        if key in (PLAIN, EXPLICIT):
+        if key in (PLAIN, EXPLICIT, EXPLICIT_FUSED):
             return cls(key)
         parts = key.split("-")
         if (
@@ -77,8 +83,9 @@ class Candidate:
 
 
 def candidate_list(montecarlo: tuple) -> list:
-    """Plain, explicit, then one Monte-Carlo candidate per `(method, K)` in `montecarlo`."""
-    return [Candidate(PLAIN), Candidate(EXPLICIT)] + [
+    """Plain, explicit (and explicit-fused on torch), then one Monte-Carlo candidate per `(method, K)`."""
+    fused = [Candidate(EXPLICIT_FUSED)] if keras.backend.backend() == "torch" else []
+    return [Candidate(PLAIN), Candidate(EXPLICIT)] + fused + [
         Candidate(f"{MONTECARLO_PREFIX}-{method}-{k}", method, k) for method, k in montecarlo
     ]
 
@@ -100,6 +107,9 @@ def build(candidates: list, seed: int = 0) -> dict:
             models[candidate.label] = plain
         elif candidate.key == EXPLICIT:
             models[candidate.label] = explicit
+        elif candidate.key == EXPLICIT_FUSED:
+            models[candidate.label] = keras_gsmooth.smooth_model(plain, sigma=SIGMA, regularization=1e-5)
+            models[candidate.label].compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
         else:
             network = keras_gsmooth.models.paper_cnn()
             network.set_weights(plain.get_weights())
@@ -109,3 +119,19 @@ def build(candidates: list, seed: int = 0) -> dict:
             model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
             models[candidate.label] = model
     return models
+
+
+def candidate_step(candidate: Candidate, model, batch: int):
+    """One train step of `model` on a fixed random batch, with the candidate's kernel setting.
+
+    Every candidate's step sets `keras_gsmooth.config.set_fused_torch_kernels`
+    itself, so that interleaved candidates do not inherit each other's.
+    """
+    step = step_function(model, batch)
+    fused = candidate.key == EXPLICIT_FUSED
+
+    def run():
+        config.set_fused_torch_kernels(fused)
+        return step()
+
+    return run

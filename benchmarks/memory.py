@@ -42,8 +42,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import keras  # noqa: E402
 from candidates import Candidate  # noqa: E402
 from candidates import build  # noqa: E402
+from candidates import candidate_step  # noqa: E402
 from suite import FULL  # noqa: E402
-from train_step import step_function  # noqa: E402
 
 MALLOC_SETTINGS = {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "0"}
 BACKEND_SETTINGS = {"tensorflow": {"TF_ENABLE_ONEDNN_OPTS": "0"}}
@@ -125,7 +125,7 @@ def measure_in_this_process(key: str, batch: int) -> dict:
     if backend == "jax":
         step_bytes = _xla_step_bytes(model, batch)
     else:
-        step = step_function(model, batch)
+        step = candidate_step(candidate, model, batch)
         for _ in range(WARMUP_STEPS):
             step()
         step_bytes = _rss_step_bytes(step)

@@ -19,11 +19,11 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import keras  # noqa: E402
 from candidates import build  # noqa: E402
+from candidates import candidate_step  # noqa: E402
 from candidates import candidate_list  # noqa: E402
 from timing import interleaved_medians  # noqa: E402
 from timing import ratio_table  # noqa: E402
 from suite import FULL  # noqa: E402
-from train_step import step_function  # noqa: E402
 
 
 def measure(batch: int, montecarlo: tuple, rounds: int, warmup: int) -> list:
@@ -44,8 +44,8 @@ def measure(batch: int, montecarlo: tuple, rounds: int, warmup: int) -> list:
     models = build(candidates)
     steps = {}
     first_call = {}
-    for label, model in models.items():
-        steps[label] = step_function(model, batch)
+    for candidate, (label, model) in zip(candidates, models.items()):
+        steps[label] = candidate_step(candidate, model, batch)
         start = time.perf_counter()
         steps[label]()
         first_call[label] = time.perf_counter() - start

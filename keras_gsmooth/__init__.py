@@ -1,6 +1,7 @@
 """keras-gsmooth: train Keras 3 networks on their Gaussian-smoothed loss, in closed form."""
 
 from keras_gsmooth import activations
+from keras_gsmooth import config
 from keras_gsmooth import layers
 from keras_gsmooth import models
 from keras_gsmooth import montecarlo

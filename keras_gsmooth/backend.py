@@ -12,6 +12,8 @@ import contextlib
 import keras
 from keras import tree
 
+from keras_gsmooth import config
+
 
 def _unsupported(what: str):
     return ValueError(
@@ -115,7 +117,7 @@ def compile_function(function):
     raise _unsupported("compile_function")
 
 
-def closed_form_gradient(forward, backward, rematerialize: bool = False):
+def closed_form_gradient(forward, backward, rematerialize: bool = False, elementwise: bool = False):
     """A function whose gradient is given in closed form.
 
     Args:
@@ -133,17 +135,24 @@ def closed_form_gradient(forward, backward, rematerialize: bool = False):
             into the one loop that consumes the gradient, which beats
             writing residual tensors to memory and reading them back when
             `forward` computes several outputs (the outputs of the second
-            call are dead code). Other backends always keep the residuals.
+            call are dead code). TensorFlow keeps the residuals.
+        elementwise: Whether every tensor output of `forward` is
+            elementwise in the tensor arguments, or a sum over all their
+            elements. On PyTorch, with
+            `keras_gsmooth.config.set_fused_torch_kernels(True)`, such a
+            function runs as two compiled kernels on flattened arguments,
+            and its backward kernel recomputes the residuals.
 
     Returns:
         A function of the same arguments as `forward` returning its outputs.
 
-    PyTorch keeps the residuals in a `torch.autograd.Function` that computes
-    only the gradients autograd asks for; TensorFlow keeps them in its
-    gradient closure. On JAX kept residuals pass an optimization barrier:
-    otherwise XLA fuses their computation into each consumer, and when the
-    consumer is the transposed read of a convolution's weight gradient it
-    re-derives them there from several strided inputs.
+    PyTorch keeps the residuals (or, with fused kernels, the arguments) in a
+    `torch.autograd.Function` that computes only the gradients autograd asks
+    for; TensorFlow keeps them in its gradient closure. On JAX kept residuals
+    pass an optimization barrier: otherwise XLA fuses their computation into
+    each consumer, and when the consumer is the transposed read of a
+    convolution's weight gradient it re-derives them there from several
+    strided inputs.
     """
     backend = keras.backend.backend()
     if backend == "jax":
@@ -184,19 +193,25 @@ def closed_form_gradient(forward, backward, rematerialize: bool = False):
 
         return lambda *args: function(*(tf.convert_to_tensor(a) for a in args))
     if backend == "torch":
-        return _torch_closed_form_gradient(forward, backward)
+        return _torch_closed_form_gradient(forward, backward, elementwise)
     raise _unsupported("closed_form_gradient")
 
 
-def _torch_closed_form_gradient(forward, backward):
+def _torch_closed_form_gradient(forward, backward, elementwise):
     import torch
+
+    kernels = _FusedTorchKernels(forward, backward) if elementwise else None
 
     class ClosedFormGradient(torch.autograd.Function):
         @staticmethod
         def forward(ctx, *args):
-            outputs, residuals = forward(*args)
-            ctx.save_for_backward(*args, *residuals)
             ctx.num_args = len(args)
+            ctx.fused = kernels is not None and config.fused_torch_kernels()
+            if ctx.fused:
+                outputs, residuals = kernels.outputs(args), ()
+            else:
+                outputs, residuals = forward(*args)
+            ctx.save_for_backward(*args, *residuals)
             ctx.single_output = not isinstance(outputs, (tuple, list))
             return outputs
 
@@ -206,12 +221,84 @@ def _torch_closed_form_gradient(forward, backward):
             args, residuals = saved[: ctx.num_args], saved[ctx.num_args :]
             if ctx.single_output:
                 (upstream,) = upstream
+            if ctx.fused:
+                return kernels.gradients(args, upstream, ctx.needs_input_grad)
             return tuple(backward(args, residuals, upstream, ctx.needs_input_grad))
 
     def function(*args):
         return ClosedFormGradient.apply(*(torch.as_tensor(a) for a in args))
 
     return function
+
+
+class _FusedTorchKernels:
+    """An elementwise closed form and its gradient as two `torch.compile` kernels.
+
+    Every tensor output of `forward` is elementwise in the tensor arguments
+    or a sum over all elements, so the kernels work on flattened arguments:
+    one compiled kernel, with dynamic sizes, serves every shape. The
+    backward kernel recomputes the residuals from the arguments, inside
+    the loop that consumes them, instead of reading them from memory.
+    Kernels are compiled at their first call
+    (`keras_gsmooth.config.set_fused_torch_kernels`).
+    """
+
+    def __init__(self, forward, backward):
+        self._forward = forward
+        self._backward = backward
+        self._compiled = None
+
+    def _kernels(self):
+        if self._compiled is None:
+            import torch
+
+            def outputs(*args):
+                return self._forward(*args)[0]
+
+            def gradients(args, upstream, wanted):
+                return tuple(self._backward(args, self._forward(*args)[1], upstream, wanted))
+
+            self._compiled = (
+                torch.compile(outputs, dynamic=True, fullgraph=True),
+                torch.compile(gradients, dynamic=True, fullgraph=True),
+            )
+        return self._compiled
+
+    def outputs(self, args):
+        outputs = _run_compiled(self._kernels()[0], *_flattened(args))
+        if isinstance(outputs, (tuple, list)):
+            return tuple(_shaped_like(output, args[0]) for output in outputs)
+        return _shaped_like(outputs, args[0])
+
+    def gradients(self, args, upstream, wanted):
+        upstream = _flattened(upstream) if isinstance(upstream, (tuple, list)) else upstream.reshape(-1)
+        gradients = _run_compiled(self._kernels()[1], _flattened(args), upstream, tuple(wanted))
+        return tuple(None if g is None else g.reshape(a.shape) for g, a in zip(gradients, args))
+
+
+def _flattened(tensors):
+    return tuple(t.reshape(-1) if t.ndim > 0 else t for t in tensors)
+
+
+def _shaped_like(output, like):
+    return output.reshape(like.shape) if output.ndim > 0 else output
+
+
+def _run_compiled(kernel, *args):
+    try:
+        return kernel(*args)
+    except Exception as error:
+        if not type(error).__module__.startswith(("torch._dynamo", "torch._inductor")):
+            raise
+        summary = " ".join(str(error).split())
+        raise RuntimeError(
+            "keras_gsmooth: compiling the fused PyTorch kernels of a smoothed "
+            f"activation with torch.compile failed ({type(error).__name__}: "
+            f"{summary[:300]}{'…' if len(summary) > 300 else ''}). They need what "
+            "torch.compile needs (a working C++ compiler on a CPU, Triton on a "
+            "GPU). Install it, or use the eager kernels: "
+            "keras_gsmooth.config.set_fused_torch_kernels(False)."
+        ) from error
 
 
 def separate_fusion(x):
@@ -242,4 +329,8 @@ def native_erfc():
         return None
     import torch
 
+    if torch.compiler.is_compiling():
+        # Inside a fused kernel (`_FusedTorchKernels`) the fitted form
+        # vectorises; TorchInductor's erfc does not.
+        return None
     return torch.erfc

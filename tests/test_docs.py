@@ -40,6 +40,7 @@ PUBLIC_MODULES = (
     "montecarlo",
     "models",
     "experiments",
+    "config",
 )
 
 

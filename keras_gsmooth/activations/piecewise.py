@@ -19,6 +19,7 @@ lost when a narrow middle piece lies a few s from x, e.g. hard_tanh at
 """
 
 import collections
+import functools
 import math
 
 import keras
@@ -297,7 +298,9 @@ class ReLU(SmoothedActivation):
     `relu_σ′ = Φ`, `Var[relu]′ = 2·relu_σ·(1 − Φ)` and their σ-derivatives,
     computed from the same tails and Gaussian factor as the forward pass
     (`keras_gsmooth.backend.closed_form_gradient`), instead of autodiff
-    re-deriving them; the σ-derivatives only when σ is differentiated.
+    re-deriving them; the σ-derivatives only when σ is differentiated. On
+    PyTorch the forward and backward passes can each run as one compiled
+    kernel (`keras_gsmooth.config.set_fused_torch_kernels`).
 
     Args:
         negative_slope: Slope α for `x < 0` (0 for relu; Keras's leaky_relu
@@ -380,12 +383,12 @@ def _relu_mean(x, parts, alpha):
 
 
 def _relu_variance(x, sigma, parts, alpha):
-    """Leaky-relu variance, not yet clipped at 0, and half its x-derivative.
+    """Leaky-relu variance, not yet clipped at 0.
 
     `Var[relu] = x(1−Φ)·xΦ + (σ²/2)Φ + p·(x(1−Φ) − xΦ − p)` is the stable
     form `x²Φ(1−Φ) + (σ²/2)Φ + xp(1 − 2Φ) − p²`, a sum of terms that are
     small wherever the result is, arranged to reuse `x(1−Φ)` and `xΦ`
-    (fewer passes over memory on eager backends); `½Var[relu]′ = relu_σ·(1 − Φ)`.
+    (fewer passes over memory on eager backends).
     Leaky relu with slope α is `αx + (1−α)·relu`, so
     `Var = (1−α)²Var[relu] + α(1−α)σ²Φ + α²σ²/2` (Stein: Cov(z, relu z) = s²Φ).
     Rounding may leave a tiny negative value where the variance is ~0:
@@ -394,12 +397,19 @@ def _relu_variance(x, sigma, parts, alpha):
     half_sigma2 = 0.5 * ops.square(sigma)
     x_survival = x * parts.survival
     variance = x_survival * parts.x_cdf + half_sigma2 * parts.cdf + parts.p * (x_survival - parts.x_cdf - parts.p)
+    if alpha == 0.0:
+        return variance
+    beta = 1.0 - alpha
+    return beta * beta * variance + (2.0 * alpha * beta) * half_sigma2 * parts.cdf + (alpha * alpha) * half_sigma2
+
+
+def _relu_half_variance_derivative(parts, alpha):
+    """`½·dVar_σ/dx` of leaky relu: `(1−α)²·relu_σ·(1 − Φ) + α(1−α)·p`."""
     half_derivative = parts.mean * parts.survival
     if alpha == 0.0:
-        return variance, half_derivative
+        return half_derivative
     beta = 1.0 - alpha
-    variance = beta * beta * variance + (2.0 * alpha * beta) * half_sigma2 * parts.cdf + (alpha * alpha) * half_sigma2
-    return variance, beta * beta * half_derivative + alpha * beta * parts.p
+    return beta * beta * half_derivative + alpha * beta * parts.p
 
 
 def _relu_sigma_derivatives(x, sigma, alpha):
@@ -423,6 +433,7 @@ def _sigma_gradient(args, upstream, alpha, wanted, which):
     return ops.sum(upstream * derivative)
 
 
+@functools.cache
 def _relu_mean_function(alpha):
     def forward(x, sigma):
         mean, slope = _relu_mean(x, _relu_parts(x, sigma, survival=alpha != 0.0), alpha)
@@ -432,21 +443,24 @@ def _relu_mean_function(alpha):
         (slope,) = residuals
         return upstream * slope, _sigma_gradient(args, upstream, alpha, wanted, 0)
 
-    return closed_form_gradient(forward, backward)
+    return closed_form_gradient(forward, backward, elementwise=True)
 
 
+@functools.cache
 def _relu_variance_function(alpha):
     def forward(x, sigma):
-        variance, half_derivative = _relu_variance(x, sigma, _relu_parts(x, sigma), alpha)
-        return ops.maximum(variance, 0.0), (half_derivative,)
+        parts = _relu_parts(x, sigma)
+        variance = _relu_variance(x, sigma, parts, alpha)
+        return ops.maximum(variance, 0.0), (_relu_half_variance_derivative(parts, alpha),)
 
     def backward(args, residuals, upstream, wanted):
         (half_derivative,) = residuals
         return (2.0 * upstream) * half_derivative, _sigma_gradient(args, upstream, alpha, wanted, 1)
 
-    return closed_form_gradient(forward, backward)
+    return closed_form_gradient(forward, backward, elementwise=True)
 
 
+@functools.cache
 def _relu_summed_variance_function(alpha):
     """`(h_σ, Σ Var_σ)` with one fused backward pass: the gradient with
     respect to x is `upstream·slope + upstream_sum·Var′`.
@@ -454,19 +468,20 @@ def _relu_summed_variance_function(alpha):
     On JAX the variance starts from `separate_fusion(x)`, so that XLA fuses
     the mean and the variance each into one loop instead of writing their
     shared intermediates to memory, and the backward pass recomputes the
-    slopes inside the loop that consumes them (`rematerialize`); elsewhere
-    the two share their intermediates and the slopes are kept.
+    slopes inside the loop that consumes them (`rematerialize`). The slopes
+    come from the mean's chain only, so that recomputation evaluates the
+    transcendental functions once. Elsewhere the mean and the variance share
+    their intermediates and the slopes are kept.
     """
 
     def forward(x, sigma):
         parts = _relu_parts(x, sigma)
         mean, slope = _relu_mean(x, parts, alpha)
+        half_derivative = _relu_half_variance_derivative(parts, alpha)
         rows = separate_fusion(x)
-        if rows is not x:
-            parts = _relu_parts(rows, sigma)
-        variance, half_derivative = _relu_variance(rows, sigma, parts, alpha)
+        variance = _relu_variance(rows, sigma, parts if rows is x else _relu_parts(rows, sigma), alpha)
         summed = ops.maximum(sum_of_elements(variance), 0.0)
-        return (mean, summed), (slope, ops.reshape(half_derivative, ops.shape(x)))
+        return (mean, summed), (slope, half_derivative)
 
     def backward(args, residuals, upstream, wanted):
         slope, half_derivative = residuals
@@ -478,4 +493,4 @@ def _relu_summed_variance_function(alpha):
         mean_derivative, variance_derivative = _relu_sigma_derivatives(x, sigma, alpha)
         return gradient, ops.sum(upstream_mean * mean_derivative) + upstream_sum * sum_of_elements(variance_derivative)
 
-    return closed_form_gradient(forward, backward, rematerialize=True)
+    return closed_form_gradient(forward, backward, rematerialize=True, elementwise=True)

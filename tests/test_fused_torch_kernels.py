@@ -1,0 +1,146 @@
+"""The fused PyTorch kernels of the smoothed relu (`keras_gsmooth.config`):
+the same values and gradients as the eager operations, σ = 0 exact, a
+clear error when compilation fails, and no effect on JAX and TensorFlow."""
+
+import os
+import subprocess
+import sys
+import tempfile
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import keras_gsmooth
+from keras_gsmooth import activations
+from keras_gsmooth import config
+from keras_gsmooth.backend import value_and_grad
+
+
+@pytest.fixture
+def restore_setting():
+    before = config.fused_torch_kernels()
+    yield
+    config.set_fused_torch_kernels(before)
+
+
+def _values_and_gradients(activation, x, sigma):
+    """Mean, summed variance, elementwise variance, and their gradients in x and σ."""
+    weights = ops.convert_to_tensor(np.linspace(0.5, 1.5, int(np.prod(x.shape))).reshape(x.shape), x.dtype)
+    results = {}
+    for name, function in {
+        "mean": lambda v: ops.sum(weights * activation.mean(v[0], v[1])),
+        "summed": lambda v: ops.sum(weights * activation.mean_and_summed_variance(v[0], v[1])[0])
+        + 3.0 * activation.mean_and_summed_variance(v[0], v[1])[1],
+        "variance": lambda v: ops.sum(weights * activation.variance(v[0], v[1])),
+    }.items():
+        value, gradients = value_and_grad(function, [x, sigma])
+        results[name] = [ops.convert_to_numpy(t) for t in (value, *gradients)]
+    return results
+
+
+@pytest.mark.requires_backend("torch")
+@pytest.mark.parametrize("negative_slope, dtype", [(0.0, "float32"), (0.2, "float32"), (0.0, "float64")])
+def test_fused_kernels_equal_the_eager_operations(negative_slope, dtype, restore_setting):
+    activation = activations.ReLU(negative_slope=negative_slope)
+    rng = np.random.default_rng(0)
+    for shape in [(3, 5, 4, 2), (7, 6)]:
+        x = ops.convert_to_tensor(rng.normal(0.0, 1.0, shape).astype(dtype))
+        sigma = ops.convert_to_tensor(0.3, dtype)
+        config.set_fused_torch_kernels(False)
+        eager = _values_and_gradients(activation, x, sigma)
+        config.set_fused_torch_kernels(True)
+        fused = _values_and_gradients(activation, x, sigma)
+        # The fused kernels use the fitted erfc (relative error 1.2e-8) of JAX and
+        # TensorFlow, the eager ones torch.erfc.
+        tolerance = 2e-6 if dtype == "float32" else 1e-7
+        for name in eager:
+            for got, expected in zip(fused[name], eager[name]):
+                assert got.shape == expected.shape
+                np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tolerance, err_msg=f"{name} {shape}")
+
+
+@pytest.mark.requires_backend("torch")
+def test_fused_kernels_at_sigma_zero_are_exactly_relu(restore_setting):
+    config.set_fused_torch_kernels(True)
+    x = ops.convert_to_tensor(np.linspace(-3.0, 3.0, 25).astype("float32"))
+    mean, summed = activations.ReLU().mean_and_summed_variance(x, 0.0)
+    np.testing.assert_array_equal(ops.convert_to_numpy(mean), np.maximum(ops.convert_to_numpy(x), 0.0))
+    assert float(ops.convert_to_numpy(summed)) == 0.0
+
+
+@pytest.mark.requires_backend("torch")
+def test_smoothed_model_trains_alike_with_fused_and_eager_kernels(restore_setting):
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0.0, 1.0, (16, 28, 28, 1)).astype("float32")
+    y = np.eye(10, dtype="float32")[rng.integers(0, 10, 16)]
+    weights = []
+    for fused in (False, True):
+        config.set_fused_torch_kernels(fused)
+        keras.utils.set_random_seed(0)
+        model = keras_gsmooth.smooth_model(keras_gsmooth.models.paper_cnn(), sigma=0.1, regularization=1e-3)
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+        model.fit(x, y, batch_size=8, epochs=1, verbose=0, shuffle=False)
+        weights.append(model.get_weights())
+    for fused_weight, eager_weight in zip(weights[1], weights[0]):
+        np.testing.assert_allclose(fused_weight, eager_weight, rtol=1e-5, atol=1e-6)
+
+
+_FAILING_COMPILATION = """
+import torch._inductor.config as inductor_config
+from keras import ops
+import keras_gsmooth
+
+inductor_config.cpp.cxx = ("/nonexistent/c++",)
+inductor_config.fx_graph_cache = False
+keras_gsmooth.config.set_fused_torch_kernels(True)
+try:
+    keras_gsmooth.activations.ReLU().mean(ops.ones((4,)), 0.5)
+except RuntimeError as error:
+    print(error)
+"""
+
+
+@pytest.mark.requires_backend("torch")
+def test_a_failed_compilation_names_the_way_out():
+    # In a process of its own: TorchInductor remembers a broken compiler.
+    environment = {**os.environ, "KERAS_BACKEND": "torch", "TORCHINDUCTOR_CACHE_DIR": tempfile.mkdtemp()}
+    result = subprocess.run([sys.executable, "-c", _FAILING_COMPILATION], capture_output=True, text=True, env=environment, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "compiling the fused PyTorch kernels" in result.stdout
+    assert "keras_gsmooth.config.set_fused_torch_kernels(False)" in result.stdout
+
+
+@pytest.mark.requires_backend("jax", "tensorflow")
+def test_the_setting_does_not_change_xla_backends(restore_setting):
+    x = ops.convert_to_tensor(np.linspace(-3.0, 3.0, 24).reshape(4, 6).astype("float32"))
+    sigma = ops.convert_to_tensor(0.4, "float32")
+    results = []
+    for fused in (False, True):
+        config.set_fused_torch_kernels(fused)
+        results.append(_values_and_gradients(activations.ReLU(), x, sigma))
+    for name in results[0]:
+        for on, off in zip(results[1][name], results[0][name]):
+            np.testing.assert_array_equal(on, off)
+
+
+def test_the_setting_takes_only_bools(restore_setting):
+    with pytest.raises(TypeError, match="enabled"):
+        config.set_fused_torch_kernels(1)
+    config.set_fused_torch_kernels(True)
+    assert config.fused_torch_kernels() is True
+    config.set_fused_torch_kernels(False)
+    assert config.fused_torch_kernels() is False
+
+
+@pytest.mark.parametrize("value, expected", [("1", True), ("true", True), ("0", False), ("", False), ("FALSE", False)])
+def test_the_environment_variable_sets_the_default(monkeypatch, value, expected):
+    monkeypatch.setenv("KERAS_GSMOOTH_FUSED_TORCH_KERNELS", value)
+    assert config._from_environment() is expected
+
+
+def test_a_bad_environment_variable_is_refused(monkeypatch):
+    monkeypatch.setenv("KERAS_GSMOOTH_FUSED_TORCH_KERNELS", "yes")
+    with pytest.raises(ValueError, match="KERAS_GSMOOTH_FUSED_TORCH_KERNELS"):
+        config._from_environment()
