@@ -17,7 +17,8 @@ Configurations are interleaved (one timed `fit` of each per round, in a
 random order each round) so that the load of a shared machine spreads over
 all of them. Steps per second are medians over rounds; the ratio to the
 fixed-σ baseline of the same base optimizer is the median of the ratios
-measured within each round. Each timed `fit` runs many steps (50 at batch 128,
+measured within each round. A second, finer measurement pairs single
+`train_on_batch` steps instead of whole fits (`paired_step_ratios`). Each timed `fit` runs many steps (50 at batch 128,
 500 at batch 1 by default), so that the fixed cost of a `fit` call (data
 adapter, callbacks) does not blur the per-step cost. One backend per process:
 
@@ -86,6 +87,12 @@ class _Run:
         self.model.fit(self.x, self.y, batch_size=self.batch_size, epochs=1, shuffle=False, verbose=0, callbacks=self.callbacks)
         return time.perf_counter() - start
 
+    def step(self):
+        """One `train_on_batch` call on the first batch; returns its seconds."""
+        start = time.perf_counter()
+        self.model.train_on_batch(self.x[: self.batch_size], self.y[: self.batch_size])
+        return time.perf_counter() - start
+
 
 def benchmark(batch_size: int, steps: int, repeats: int, seed: int = 0) -> dict:
     """Steps per second of every configuration, and its time per step against its baseline.
@@ -113,19 +120,49 @@ def benchmark(batch_size: int, steps: int, repeats: int, seed: int = 0) -> dict:
     return {name: (steps / statistics.median(seconds[name]), statistics.median(ratios[name])) for name in CONFIGS}
 
 
+def paired_step_ratios(batch_size: int, rounds: int, seed: int = 0) -> dict:
+    """Time per step ÷ the fixed-σ baseline's, paired step by step.
+
+    A finer measurement than whole fits: each round runs one `train_on_batch`
+    of every configuration except GSmoothSVRG (whose snapshot is taken by a
+    `fit` callback), in a fresh random order, and divides each time by the
+    baseline's time in the same round. Neighbouring steps share the machine's
+    state, so the median of these ratios resolves differences of a few per
+    cent that the spread between whole fits hides.
+
+    Returns:
+        name -> median paired ratio.
+    """
+    names = [name for name in CONFIGS if name != "gsmooth_svrg"]
+    runs = {name: _Run(name, batch_size, steps=1, seed=seed) for name in names}
+    for run in runs.values():
+        run.step()
+    order = random.Random(seed)
+    ratios = {name: [] for name in names}
+    for _ in range(rounds):
+        order.shuffle(names)
+        times = {name: runs[name].step() for name in names}
+        for name in names:
+            ratios[name].append(times[name] / times[BASELINE[name]])
+    return {name: statistics.median(ratios[name]) for name in CONFIGS if name in ratios}
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 128])
     parser.add_argument("--steps", type=int, default=50, help="train steps per timed fit (batch 1 uses 10x as many)")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--step-rounds", type=int, default=100, help="rounds of the paired step measurement (batch 1 uses 10x as many)")
     args = parser.parse_args()
     print(f"backend={keras.backend.backend()} keras={keras.__version__} σ={SIGMA} λ={REGULARIZATION}")
-    print(f"{'batch':>5}  {'optimizer':<13} {'steps/s':>9}  {'time/step vs fixed-σ baseline':>30}")
+    print(f"{'batch':>5}  {'optimizer':<13} {'steps/s':>9}  {'fits: time/step ÷ fixed σ':>26}  {'steps: paired ratio':>20}")
     for batch_size in args.batch_sizes:
         steps = args.steps * 10 if batch_size == 1 else args.steps
         results = benchmark(batch_size, steps, args.repeats)
+        paired = paired_step_ratios(batch_size, args.step_rounds * 10 if batch_size == 1 else args.step_rounds)
         for name, (rate, ratio) in results.items():
-            print(f"{batch_size:>5}  {name:<13} {rate:>9.1f}  {ratio:>29.2f}x")
+            step_ratio = f"{paired[name]:.3f}x" if name in paired else "–"
+            print(f"{batch_size:>5}  {name:<13} {rate:>9.1f}  {ratio:>25.2f}x  {step_ratio:>20}")
 
 
 if __name__ == "__main__":

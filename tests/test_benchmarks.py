@@ -141,6 +141,9 @@ def test_optimizer_benchmark_trains_every_configuration(monkeypatch):
     assert set(results) == set(bench.CONFIGS) == set(bench.BASELINE)
     assert all(math.isfinite(rate) and rate > 0 and math.isfinite(ratio) and ratio > 0 for rate, ratio in results.values())
     assert results["sgd"][1] == results["adam"][1] == 1.0
+    paired = bench.paired_step_ratios(batch_size=2, rounds=2)
+    assert set(paired) == set(bench.CONFIGS) - {"gsmooth_svrg"}
+    assert paired["sgd"] == paired["adam"] == 1.0 and all(ratio > 0 for ratio in paired.values())
 
 
 def test_train_step_benchmark_measures_plain_and_smoothed(monkeypatch):
