@@ -136,9 +136,15 @@ def _train_step_section(results: list, settings) -> list:
         lines.append("| candidate | " + " | ".join(f"{b} (ms) | {b} × plain" for b in backends) + " |")
         lines.append("|---|" + "---:|---:|" * len(backends))
         tables = [_by_key(result["train_step"][str(batch)]) for result in results]
-        labels = {}
+        keys = []
         for table in tables:
-            labels.update({key: row["candidate"] for key, row in table.items() if key not in labels})
+            # A candidate that only some backends have goes after its predecessor there.
+            position = 0
+            for key in table:
+                if key not in keys:
+                    keys.insert(position, key)
+                position = keys.index(key) + 1
+        labels = {key: next(table[key]["candidate"] for table in tables if key in table) for key in keys}
         for key, label in labels.items():
             cells = []
             for table in tables:

@@ -121,6 +121,7 @@ def test_report_checks_the_issue_targets(suite):
     )
     # A candidate that only one backend has gets dashes in the other's columns.
     assert "| explicit, fused torch kernels | – | – | 12.50 | 1.25× |" in text
+    assert text.index("| explicit (closed form) |") < text.index("| explicit, fused torch kernels |") < text.index("| MC first-order, K=16 |")
     assert "warning" not in text
     # Cost at equal accuracy: K times the cost per sample of the largest first-order K (16× / 16 = 1×).
     assert "| jax | first-order | 1.0e+13 | 1.0e+13 | 10000 | 10000 |" in text
