@@ -94,6 +94,27 @@ class _Run:
         return time.perf_counter() - start
 
 
+def _paired_rounds(timers: dict, rounds: int, seed: int) -> tuple:
+    """Runs `timers` (name -> function returning seconds) round by round, in a fresh random order each round.
+
+    Returns:
+        `(medians of the seconds, medians of each time ÷ its baseline's in the same round)`,
+        both name -> float.
+    """
+    order = random.Random(seed)
+    names = list(timers)
+    seconds = {name: [] for name in timers}
+    ratios = {name: [] for name in timers}
+    for _ in range(rounds):
+        order.shuffle(names)
+        times = {name: timers[name]() for name in names}
+        for name in timers:
+            seconds[name].append(times[name])
+            ratios[name].append(times[name] / times[BASELINE[name]])
+    median = lambda samples: {name: statistics.median(values) for name, values in samples.items()}  # noqa: E731
+    return median(seconds), median(ratios)
+
+
 def benchmark(batch_size: int, steps: int, repeats: int, seed: int = 0) -> dict:
     """Steps per second of every configuration, and its time per step against its baseline.
 
@@ -107,17 +128,8 @@ def benchmark(batch_size: int, steps: int, repeats: int, seed: int = 0) -> dict:
         name -> `(steps per second, time per step ÷ baseline's)`, medians over rounds.
     """
     runs = {name: _Run(name, batch_size, steps) for name in CONFIGS}
-    order = random.Random(seed)
-    seconds = {name: [] for name in CONFIGS}
-    ratios = {name: [] for name in CONFIGS}
-    for _ in range(repeats):
-        names = list(CONFIGS)
-        order.shuffle(names)
-        times = {name: runs[name].fit() for name in names}
-        for name in CONFIGS:
-            seconds[name].append(times[name])
-            ratios[name].append(times[name] / times[BASELINE[name]])
-    return {name: (steps / statistics.median(seconds[name]), statistics.median(ratios[name])) for name in CONFIGS}
+    seconds, ratios = _paired_rounds({name: run.fit for name, run in runs.items()}, repeats, seed)
+    return {name: (steps / seconds[name], ratios[name]) for name in CONFIGS}
 
 
 def paired_step_ratios(batch_size: int, rounds: int, seed: int = 0) -> dict:
@@ -134,18 +146,10 @@ def paired_step_ratios(batch_size: int, rounds: int, seed: int = 0) -> dict:
     Returns:
         name -> median paired ratio.
     """
-    names = list(CONFIGS)
-    runs = {name: _Run(name, batch_size, steps=1, seed=seed) for name in names}
+    runs = {name: _Run(name, batch_size, steps=1, seed=seed) for name in CONFIGS}
     for run in runs.values():
         run.step()
-    order = random.Random(seed)
-    ratios = {name: [] for name in names}
-    for _ in range(rounds):
-        order.shuffle(names)
-        times = {name: runs[name].step() for name in names}
-        for name in names:
-            ratios[name].append(times[name] / times[BASELINE[name]])
-    return {name: statistics.median(ratios[name]) for name in CONFIGS}
+    return _paired_rounds({name: run.step for name, run in runs.items()}, rounds, seed)[1]
 
 
 def main():

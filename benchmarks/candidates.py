@@ -4,7 +4,7 @@ A candidate is the paper CNN (SPEC §3) compiled with SGD(1e-3) and MSE, in
 one of four forms: `plain`; `explicit`, its closed-form smoothed
 counterpart (every penalty on, λ = 1e-5, σ = 0.1), both from
 `train_step.compiled_pair`; on PyTorch also `explicit-fused`, the same
-smoothed model run with `keras_gsmooth.config.set_fused_torch_kernels(True)`;
+smoothed model stepped with `keras_gsmooth.config.set_fused_torch_kernels(True)`;
 or a `MonteCarloModel` around a copy of the plain network with the same
 weights (σ = 0.1, K directions, first or zero order). The cost and the memory benchmarks both build their candidates here,
 so they measure the same steps.
@@ -105,11 +105,9 @@ def build(candidates: list, seed: int = 0) -> dict:
     for candidate in candidates:
         if candidate.key == PLAIN:
             models[candidate.label] = plain
-        elif candidate.key == EXPLICIT:
+        elif candidate.key in (EXPLICIT, EXPLICIT_FUSED):
+            # One smoothed model serves both: the kernel setting is read at every call (`candidate_step`).
             models[candidate.label] = explicit
-        elif candidate.key == EXPLICIT_FUSED:
-            models[candidate.label] = keras_gsmooth.smooth_model(plain, sigma=SIGMA, regularization=1e-5)
-            models[candidate.label].compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
         else:
             network = keras_gsmooth.models.paper_cnn()
             network.set_weights(plain.get_weights())

@@ -470,8 +470,9 @@ def _relu_summed_variance_function(alpha):
     shared intermediates to memory, and the backward pass recomputes the
     slopes inside the loop that consumes them (`rematerialize`). The slopes
     come from the mean's chain only, so that recomputation evaluates the
-    transcendental functions once. Elsewhere the mean and the variance share
-    their intermediates and the slopes are kept.
+    transcendental functions once. On TensorFlow and eager PyTorch the mean
+    and the variance share their intermediates and the slopes are kept; the
+    fused PyTorch kernels recompute them, as JAX does (`elementwise`).
     """
 
     def forward(x, sigma):
