@@ -45,8 +45,12 @@ def _values_and_gradients(activation, x, sigma):
 def test_fused_kernels_equal_the_eager_operations(negative_slope, dtype, restore_setting):
     activation = activations.ReLU(negative_slope=negative_slope)
     rng = np.random.default_rng(0)
-    for shape in [(3, 5, 4, 2), (7, 6)]:
-        x = ops.convert_to_tensor(rng.normal(0.0, 1.0, shape).astype(dtype))
+    for shape in [(3, 5, 4, 2), (7, 6), "channels-last view"]:
+        if shape == "channels-last view":
+            # Keras's Conv2D output on PyTorch: an NCHW tensor seen as NHWC.
+            x = ops.transpose(ops.convert_to_tensor(rng.normal(0.0, 1.0, (3, 2, 5, 4)).astype(dtype)), (0, 2, 3, 1))
+        else:
+            x = ops.convert_to_tensor(rng.normal(0.0, 1.0, shape).astype(dtype))
         sigma = ops.convert_to_tensor(0.3, dtype)
         config.set_fused_torch_kernels(False)
         eager = _values_and_gradients(activation, x, sigma)
@@ -59,6 +63,49 @@ def test_fused_kernels_equal_the_eager_operations(negative_slope, dtype, restore
             for got, expected in zip(fused[name], eager[name]):
                 assert got.shape == expected.shape
                 np.testing.assert_allclose(got, expected, rtol=tolerance, atol=tolerance, err_msg=f"{name} {shape}")
+
+
+@pytest.mark.requires_backend("torch")
+def test_fused_kernels_keep_the_memory_layout_of_a_permuted_input(restore_setting):
+    config.set_fused_torch_kernels(True)
+    x = ops.transpose(ops.convert_to_tensor(np.random.default_rng(2).normal(size=(4, 3, 5, 6)).astype("float32")), (0, 2, 3, 1))
+    x.requires_grad_(True)
+    mean, summed = activations.ReLU().mean_and_summed_variance(x, 0.2)
+    assert mean.stride() == x.stride()
+    (ops.sum(mean) + summed).backward()
+    assert x.grad.stride() == x.stride()
+
+
+@pytest.mark.requires_backend("torch")
+@pytest.mark.parametrize("fused", [False, True])
+def test_no_subnormal_values_in_the_tails(fused, restore_setting):
+    # PyTorch keeps subnormal floats, and arithmetic on them is ~100× slower:
+    # x/σ where e^(−x²/σ²) underflows must give exact zeros instead.
+    config.set_fused_torch_kernels(fused)
+    x = ops.convert_to_tensor(np.linspace(-1.2, 1.2, 24001).astype("float32"))
+    x.requires_grad_(True)
+    for sigma in (0.1, 1e-3):
+        mean, summed = activations.ReLU().mean_and_summed_variance(x, sigma)
+        (gradient,) = __import__("torch").autograd.grad(ops.sum(mean) + summed, [x])
+        for values in (mean, gradient):
+            magnitude = np.abs(ops.convert_to_numpy(values))
+            assert not np.any((magnitude > 0) & (magnitude < np.finfo("float32").tiny)), sigma
+
+
+@pytest.mark.requires_backend("torch")
+def test_each_closed_form_has_its_own_compiled_kernels(restore_setting):
+    # TorchDynamo limits the compiled variants per code object (8 by
+    # default): the kernels of the mean, the variance and the summed
+    # variance, each with its dtypes and wanted gradients, must not share
+    # one limit. With a limit of 1, three closed forms still compile.
+    import torch
+
+    config.set_fused_torch_kernels(True)
+    activation = activations.ReLU(negative_slope=0.05)
+    x = ops.convert_to_tensor(np.linspace(-2.0, 2.0, 12).astype("float32"))
+    with torch._dynamo.config.patch(recompile_limit=1):
+        for function in (activation.mean, activation.variance, lambda v, s: activation.mean_and_summed_variance(v, s)[1]):
+            assert np.all(np.isfinite(ops.convert_to_numpy(function(x, 0.5))))
 
 
 @pytest.mark.requires_backend("torch")

@@ -185,15 +185,15 @@ _ERFCX_COEFFICIENTS = (
 )
 
 
-# PyTorch's CPU `exp` and `erfc` leave their vectorised path when a result
-# underflows, and arithmetic on subnormal floats is about 100× slower.
-# Beyond |z| = 7.5 both e^(−z²) and ½erfc(|z|) are below 1e-24, so the
-# native path clamps z there, and subtracting (a hair more than) the values
-# at the clamp makes the clamped results exactly 0 while every intermediate
-# stays a normal float.
-_NATIVE_LIMIT = 7.5
-_GAUSSIAN_AT_LIMIT = math.exp(-_NATIVE_LIMIT**2) * (1.0 + 2.0**-12)
-_HALF_TAIL_AT_LIMIT = 0.5 * math.erfc(_NATIVE_LIMIT) * (1.0 + 2.0**-12)
+# PyTorch computes with subnormal floats, where XLA flushes them to zero,
+# and arithmetic on them is about 100× slower (a fused kernel took 6× longer
+# on pre-activations of scale σ). Beyond |z| = 7.5 both e^(−z²) and
+# ½erfc(|z|) are below 1e-24, so on PyTorch z is clamped there, and
+# subtracting (a hair more than) the values at the clamp makes the clamped
+# results exactly 0 while every intermediate stays a normal float.
+_TORCH_LIMIT = 7.5
+_GAUSSIAN_AT_LIMIT = math.exp(-_TORCH_LIMIT**2) * (1.0 + 2.0**-12)
+_HALF_TAIL_AT_LIMIT = 0.5 * math.erfc(_TORCH_LIMIT) * (1.0 + 2.0**-12)
 
 
 def normal_tails(z, upper: bool = True):
@@ -206,17 +206,33 @@ def normal_tails(z, upper: bool = True):
     gives the exact limits `(0, 1, 0)` or `(1, 0, 0)`. With `upper=False`
     the second is None (one pass less on eager backends).
 
-    On PyTorch they come from the native vectorised `erfc` and `exp`
-    (eager kernels: every operation is a pass over memory). On JAX and
-    TensorFlow, whose compiled steps fuse elementwise chains, `erfc(|z|)` is
-    `e^(−z²)·erfcx(|z|)` with `erfcx` a fitted polynomial (relative error
-    1.2e-8, below float32 rounding), sharing the one `exp`: XLA's own `erfc`
-    evaluates both of its branches and an `exp` of its own, and costs several
-    times more on CPU.
+    `erfc(|z|)` is `e^(−z²)·erfcx(|z|)` with `erfcx` a fitted polynomial
+    (relative error 1.2e-8, below float32 rounding), sharing the one `exp`:
+    inside a fused loop (JAX and TensorFlow with XLA, PyTorch's fused
+    kernels) XLA's own `erfc` evaluates both of its branches and an `exp` of
+    its own, and costs several times more on CPU. Eager PyTorch, where every
+    operation is a pass over memory, uses its native vectorised `erfc` and
+    `exp` (`keras_gsmooth.backend.native_erfc`). On PyTorch, whose CPU
+    kernels keep subnormal floats, values below 1e-24 are set to exactly 0.
     """
+    if keras.backend.backend() != "torch":
+        return _fitted_normal_tails(z, upper)
+    clamped = ops.clip(z, -_TORCH_LIMIT, _TORCH_LIMIT)
     erfc = native_erfc()
-    if erfc is not None:
-        return _native_normal_tails(z, erfc, upper)
+    if erfc is None:
+        lower, upper_tail, gaussian = _fitted_normal_tails(clamped, upper)
+    else:
+        gaussian = ops.exp(-ops.square(clamped))
+        lower = 0.5 * erfc(-clamped)
+        upper_tail = 0.5 * erfc(clamped) if upper else None
+    gaussian = ops.relu(gaussian - _GAUSSIAN_AT_LIMIT)
+    lower = ops.relu(lower - _HALF_TAIL_AT_LIMIT)
+    if upper_tail is not None:
+        upper_tail = ops.relu(upper_tail - _HALF_TAIL_AT_LIMIT)
+    return lower, upper_tail, gaussian
+
+
+def _fitted_normal_tails(z, upper):
     gaussian = ops.exp(-ops.square(z))
     t = 1.0 / (1.0 + 0.5 * ops.absolute(z))
     polynomial = _ERFCX_COEFFICIENTS[-1]
@@ -226,15 +242,6 @@ def normal_tails(z, upper: bool = True):
     negative = ops.less(z, 0)
     lower = ops.where(negative, tail, 1.0 - tail)
     return lower, ops.where(negative, 1.0 - tail, tail) if upper else None, gaussian
-
-
-def _native_normal_tails(z, erfc, upper):
-    clamped = ops.clip(z, -_NATIVE_LIMIT, _NATIVE_LIMIT)
-    gaussian = ops.relu(ops.exp(-ops.square(clamped)) - _GAUSSIAN_AT_LIMIT)
-    lower = ops.relu(0.5 * erfc(-clamped) - _HALF_TAIL_AT_LIMIT)
-    if not upper:
-        return lower, None, gaussian
-    return lower, ops.relu(0.5 * erfc(clamped) - _HALF_TAIL_AT_LIMIT), gaussian
 
 
 def gaussian_tails(y):

@@ -465,14 +465,15 @@ def _relu_summed_variance_function(alpha):
     """`(h_σ, Σ Var_σ)` with one fused backward pass: the gradient with
     respect to x is `upstream·slope + upstream_sum·Var′`.
 
-    On JAX the variance starts from `separate_fusion(x)`, so that XLA fuses
-    the mean and the variance each into one loop instead of writing their
-    shared intermediates to memory, and the backward pass recomputes the
-    slopes inside the loop that consumes them (`rematerialize`). The slopes
-    come from the mean's chain only, so that recomputation evaluates the
-    transcendental functions once. On TensorFlow and eager PyTorch the mean
-    and the variance share their intermediates and the slopes are kept; the
-    fused PyTorch kernels recompute them, as JAX does (`elementwise`).
+    On JAX and TensorFlow the variance starts from `separate_fusion(x)`, so
+    that XLA fuses the mean and the variance each into one loop instead of
+    writing their shared intermediates to memory, and the backward pass
+    recomputes the slopes inside the loop that consumes them
+    (`rematerialize`). The slopes come from the mean's chain only, so that
+    recomputation evaluates the transcendental functions once. On eager
+    PyTorch the mean and the variance share their intermediates and the
+    slopes are kept; the fused PyTorch kernels recompute them, as XLA does
+    (`elementwise`).
     """
 
     def forward(x, sigma):
