@@ -3,8 +3,9 @@
 A candidate is the paper CNN (SPEC §3) compiled with SGD(1e-3) and MSE, in
 one of four forms: `plain`; `explicit`, its closed-form smoothed
 counterpart (every penalty on, λ = 1e-5, σ = 0.1), both from
-`train_step.compiled_pair`; on PyTorch also `explicit-fused`, the same
-smoothed model stepped with `keras_gsmooth.config.set_fused_torch_kernels(True)`;
+`train_step.compiled_pair`, with the package's default kernels; on
+PyTorch also `explicit-eager`, the same smoothed model stepped with
+`keras_gsmooth.config.set_fused_torch_kernels(False)` (no compiled kernels);
 or a `MonteCarloModel` around a copy of the plain network with the same
 weights (σ = 0.1, K directions, first or zero order). The cost and the memory benchmarks both build their candidates here,
 so they measure the same steps.
@@ -27,7 +28,7 @@ from keras_gsmooth import montecarlo  # noqa: E402
 SIGMA = 0.1
 PLAIN = "plain"
 EXPLICIT = "explicit"
-EXPLICIT_FUSED = "explicit-fused"
+EXPLICIT_EAGER = "explicit-eager"
 MONTECARLO_PREFIX = "mc"
 
 
@@ -37,7 +38,7 @@ class Candidate:
 
     Attributes:
         key: A short identifier usable on a command line (`plain`,
-            `explicit`, `explicit-fused`, `mc-first_order-16`).
+            `explicit`, `explicit-eager`, `mc-first_order-16`).
         method: `None` for plain and explicit, else the Monte-Carlo method.
         num_samples: K for Monte Carlo, else `None`.
     """
@@ -53,8 +54,8 @@ class Candidate:
             return "plain"
         if self.key == EXPLICIT:
             return "explicit (closed form)"
-        if self.key == EXPLICIT_FUSED:
-            return "explicit, fused torch kernels"
+        if self.key == EXPLICIT_EAGER:
+            return "explicit, eager torch kernels"
         order = "first-order" if self.method == "first_order" else "zero-order"
         return f"MC {order}, K={self.num_samples}"
 
@@ -65,7 +66,7 @@ class Candidate:
         Raises:
             ValueError: if `key` names no candidate.
         """
-        if key in (PLAIN, EXPLICIT, EXPLICIT_FUSED):
+        if key in (PLAIN, EXPLICIT, EXPLICIT_EAGER):
             return cls(key)
         parts = key.split("-")
         if (
@@ -78,14 +79,14 @@ class Candidate:
             return cls(key, parts[1], int(parts[2]))
         raise ValueError(
             f"benchmarks.candidates: unknown candidate {key!r}. Use 'plain', "
-            "'explicit' or 'mc-<first_order|zero_order>-<K>', e.g. 'mc-first_order-16'."
+            "'explicit', 'explicit-eager' or 'mc-<first_order|zero_order>-<K>', e.g. 'mc-first_order-16'."
         )
 
 
 def candidate_list(montecarlo: tuple) -> list:
-    """Plain, explicit (and explicit-fused on torch), then one Monte-Carlo candidate per `(method, K)`."""
-    fused = [Candidate(EXPLICIT_FUSED)] if keras.backend.backend() == "torch" else []
-    return [Candidate(PLAIN), Candidate(EXPLICIT)] + fused + [
+    """Plain, explicit (and explicit-eager on torch), then one Monte-Carlo candidate per `(method, K)`."""
+    eager = [Candidate(EXPLICIT_EAGER)] if keras.backend.backend() == "torch" else []
+    return [Candidate(PLAIN), Candidate(EXPLICIT)] + eager + [
         Candidate(f"{MONTECARLO_PREFIX}-{method}-{k}", method, k) for method, k in montecarlo
     ]
 
@@ -105,7 +106,7 @@ def build(candidates: list, seed: int = 0) -> dict:
     for candidate in candidates:
         if candidate.key == PLAIN:
             models[candidate.label] = plain
-        elif candidate.key in (EXPLICIT, EXPLICIT_FUSED):
+        elif candidate.key in (EXPLICIT, EXPLICIT_EAGER):
             # One smoothed model serves both: the kernel setting is read at every call (`candidate_step`).
             models[candidate.label] = explicit
         else:
@@ -126,10 +127,10 @@ def candidate_step(candidate: Candidate, model, batch: int):
     itself, so that interleaved candidates do not inherit each other's.
     """
     step = step_function(model, batch)
-    fused = candidate.key == EXPLICIT_FUSED
+    setting = False if candidate.key == EXPLICIT_EAGER else config.AUTO
 
     def run():
-        config.set_fused_torch_kernels(fused)
+        config.set_fused_torch_kernels(setting)
         return step()
 
     return run

@@ -8,7 +8,9 @@ and it imports the one of the active Keras backend only.
 """
 
 import contextlib
+import functools
 import types
+import warnings
 
 import keras
 from keras import tree
@@ -141,9 +143,8 @@ def closed_form_gradient(forward, backward, rematerialize: bool = False, element
             first argument. PyTorch keeps the residuals.
         elementwise: Whether every tensor output of `forward` is
             elementwise in the tensor arguments, or a sum over all their
-            elements. On PyTorch, with
-            `keras_gsmooth.config.set_fused_torch_kernels(True)`, such a
-            function runs as two compiled kernels on the arguments
+            elements. On PyTorch such a function can run as two compiled
+            kernels (`keras_gsmooth.config.set_fused_torch_kernels`) on the arguments
             flattened in their memory order (a view, not a copy, of a
             permuted tensor such as a convolution's output), and its
             backward kernel recomputes the residuals.
@@ -228,7 +229,7 @@ def _torch_closed_form_gradient(forward, backward, elementwise):
         @staticmethod
         def forward(ctx, *args):
             ctx.num_args = len(args)
-            ctx.fused = kernels is not None and config.fused_torch_kernels()
+            ctx.fused = kernels is not None and _use_fused_kernels(args[0])
             if ctx.fused:
                 outputs, residuals = kernels.outputs(args), ()
             else:
@@ -251,6 +252,35 @@ def _torch_closed_form_gradient(forward, backward, elementwise):
         return ClosedFormGradient.apply(*(torch.as_tensor(a) for a in args))
 
     return function
+
+
+def _use_fused_kernels(x) -> bool:
+    """Whether an elementwise closed form of `x` runs as fused kernels (`keras_gsmooth.config`)."""
+    setting = config.fused_torch_kernels()
+    if setting != config.AUTO:
+        return setting
+    return x.device.type == "cpu" and x.numel() >= config.AUTO_MIN_ELEMENTS and _cpp_compiler_found()
+
+
+@functools.cache
+def _cpp_compiler_found() -> bool:
+    """Whether TorchInductor finds a C++ compiler; warns once if not."""
+    from torch._inductor import cpp_builder
+
+    try:
+        cpp_builder.get_cpp_compiler()
+    except Exception as error:
+        warnings.warn(
+            "keras_gsmooth: TorchInductor finds no C++ compiler "
+            f"({type(error).__name__}: {' '.join(str(error).split())[:200]}), so the "
+            "smoothed activations run as eager PyTorch operations, 2–3× slower "
+            "than fused kernels on large tensors. Install a C++ compiler (g++ or "
+            "clang++), or choose the eager operations with "
+            "keras_gsmooth.config.set_fused_torch_kernels(False) to silence this warning.",
+            stacklevel=2,
+        )
+        return False
+    return True
 
 
 class _FusedTorchKernels:

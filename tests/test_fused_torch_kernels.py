@@ -172,22 +172,72 @@ def test_the_setting_does_not_change_xla_backends(restore_setting):
             np.testing.assert_array_equal(on, off)
 
 
-def test_the_setting_takes_only_bools(restore_setting):
-    with pytest.raises(TypeError, match="enabled"):
-        config.set_fused_torch_kernels(1)
-    config.set_fused_torch_kernels(True)
-    assert config.fused_torch_kernels() is True
-    config.set_fused_torch_kernels(False)
-    assert config.fused_torch_kernels() is False
+def test_the_setting_takes_bools_or_auto(restore_setting):
+    for bad in (1, "on", None):
+        with pytest.raises(ValueError, match="enabled"):
+            config.set_fused_torch_kernels(bad)
+    for value in (True, False, "auto"):
+        config.set_fused_torch_kernels(value)
+        assert config.fused_torch_kernels() == value
+    config.set_fused_torch_kernels()
+    assert config.fused_torch_kernels() == "auto"
 
 
-@pytest.mark.parametrize("value, expected", [("1", True), ("true", True), ("0", False), ("", False), ("FALSE", False)])
+@pytest.mark.parametrize(
+    "value, expected", [("1", True), ("true", True), ("0", False), ("FALSE", False), ("", "auto"), ("auto", "auto")]
+)
 def test_the_environment_variable_sets_the_default(monkeypatch, value, expected):
     monkeypatch.setenv("KERAS_GSMOOTH_FUSED_TORCH_KERNELS", value)
-    assert config._from_environment() is expected
+    assert config._from_environment() == expected
 
 
 def test_a_bad_environment_variable_is_refused(monkeypatch):
     monkeypatch.setenv("KERAS_GSMOOTH_FUSED_TORCH_KERNELS", "yes")
     with pytest.raises(ValueError, match="KERAS_GSMOOTH_FUSED_TORCH_KERNELS"):
         config._from_environment()
+
+
+@pytest.mark.requires_backend("torch")
+def test_auto_fuses_large_cpu_tensors_only(restore_setting):
+    from keras_gsmooth import backend
+
+    config.set_fused_torch_kernels("auto")
+    assert backend._use_fused_kernels(ops.zeros((config.AUTO_MIN_ELEMENTS,)))
+    assert backend._use_fused_kernels(ops.zeros((128, 25, 25, 32)))
+    assert not backend._use_fused_kernels(ops.zeros((config.AUTO_MIN_ELEMENTS - 1,)))
+    config.set_fused_torch_kernels(True)
+    assert backend._use_fused_kernels(ops.zeros((3,)))
+    config.set_fused_torch_kernels(False)
+    assert not backend._use_fused_kernels(ops.zeros((128, 25, 25, 32)))
+
+
+_NO_COMPILER_IN_AUTO = """
+import warnings
+import numpy as np
+import torch._inductor.config as inductor_config
+from keras import ops
+import keras_gsmooth
+
+inductor_config.cpp.cxx = ("/nonexistent/c++",)
+x = ops.convert_to_tensor(np.linspace(-3.0, 3.0, 65536).astype("float32"))
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    for _ in range(2):
+        mean = keras_gsmooth.activations.ReLU().mean(x, 0.5)
+messages = [str(w.message) for w in caught if "keras_gsmooth" in str(w.message)]
+print(len(messages), messages[0])
+print(float(ops.convert_to_numpy(ops.max(ops.abs(mean - ops.relu(x))))))
+"""
+
+
+@pytest.mark.requires_backend("torch")
+def test_auto_without_a_compiler_warns_once_and_runs_eagerly():
+    environment = {**os.environ, "KERAS_BACKEND": "torch", "TORCHINDUCTOR_CACHE_DIR": tempfile.mkdtemp()}
+    environment.pop("KERAS_GSMOOTH_FUSED_TORCH_KERNELS", None)
+    result = subprocess.run([sys.executable, "-c", _NO_COMPILER_IN_AUTO], capture_output=True, text=True, env=environment, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    count, message = result.stdout.splitlines()[0].split(" ", 1)
+    assert count == "1"
+    assert "no C++ compiler" in message and "set_fused_torch_kernels(False)" in message
+    # The eager smoothed relu: within σ/(2√π)·e^(−x²/σ²)-sized distance of relu, finite.
+    assert 0.0 < float(result.stdout.splitlines()[1]) < 0.15
