@@ -402,6 +402,23 @@ def separate_fusion(x):
     return x
 
 
+def computed_after(value, dependency):
+    """`value`, for use only after `dependency` is computed, on JAX; `value` itself elsewhere.
+
+    XLA's CPU scheduler may interleave two independent elementwise chains,
+    so that the temporaries of both are live at once. Everything computed
+    from the returned value waits for `dependency` (both pass one
+    optimization barrier), which orders the chains. TensorFlow's XLA fuses
+    the variance's sum into one loop without temporaries, and PyTorch runs
+    in program order, so they get `value` itself.
+    """
+    if keras.backend.backend() == "jax":
+        import jax
+
+        return jax.lax.optimization_barrier((value, dependency))[0]
+    return value
+
+
 def native_erfc():
     """The backend's own `erfc` where that is the fast choice, else None.
 
