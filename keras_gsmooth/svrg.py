@@ -289,7 +289,7 @@ def _svrg_direction(model, optimizer, trainable, non_trainable, optimizer_values
         has_aux=True,
     )
     snapshot_gradients = _gradient_at_tau(model)(snapshot, non_trainable, metrics, tau, x, y, sample_weight)
-    direction = [g - s + mu for g, s, mu in zip(gradients, snapshot_gradients, full_gradient)]
+    direction = backend.variance_reduced_direction(gradients, snapshot_gradients, full_gradient)
     return loss, y_pred, new_non_trainable, new_metrics, direction
 
 
