@@ -312,9 +312,9 @@ class _FusedTorchKernels:
     are flattened in the memory order of the first one (`_memory_order`):
     Keras's channels-last convolution output on PyTorch is a permuted view,
     which `reshape(-1)` would copy (1.37× against 1.29× the plain paper
-    CNN step). The
-    backward kernel recomputes the residuals from the arguments, inside
-    the loop that consumes them, instead of reading them from memory.
+    CNN step). The backward kernel recomputes the residuals from the
+    arguments, inside the loop that consumes them, instead of reading them
+    from memory.
     Kernels are compiled at their first call
     (`keras_gsmooth.config.set_fused_torch_kernels`).
     """
@@ -349,7 +349,10 @@ class _FusedTorchKernels:
 
     def gradients(self, args, upstream, wanted):
         order = _memory_order(args[0])
-        upstream = _flattened(upstream, order) if isinstance(upstream, (tuple, list)) else _flattened((upstream,), order)[0]
+        if isinstance(upstream, (tuple, list)):
+            upstream = _flattened(upstream, order)
+        else:
+            (upstream,) = _flattened((upstream,), order)
         gradients = _run_compiled(self._kernels()[1], _flattened(args, order), upstream, tuple(wanted))
         return tuple(None if g is None else _shaped_like(g, a, order) for g, a in zip(gradients, args))
 

@@ -483,10 +483,9 @@ def _relu_summed_variance_function(alpha):
     at run time it overlapped them: 54 MB of temporaries instead of 44 MB
     for the paper CNN's step, and 6 % more time per step). The slopes kept
     for the backward pass come from `x` itself, so that recomputing them
-    does not recompute the variance. On eager
-    PyTorch the mean and the variance share their intermediates and the
-    slopes are kept; the fused PyTorch kernels recompute them, as XLA does
-    (`elementwise`).
+    does not recompute the variance. On eager PyTorch the mean and the
+    variance share their intermediates and the slopes are kept; the fused
+    PyTorch kernels recompute them, as XLA does (`elementwise`).
     """
 
     def forward(x, sigma):
