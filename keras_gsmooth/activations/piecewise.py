@@ -491,14 +491,12 @@ def _relu_summed_variance_function(alpha):
     def forward(x, sigma):
         parts = _relu_parts(x, sigma)
         rows = separate_fusion(x)
-        if rows is x:
-            summed = _summed_relu_variance(x, sigma, parts, alpha)
-            mean, slope = _relu_mean(x, parts, alpha)
-        else:
-            summed = _summed_relu_variance(rows, sigma, _relu_parts(rows, sigma), alpha)
-            later = computed_after(x, summed)
+        summed = _summed_relu_variance(rows, sigma, parts if rows is x else _relu_parts(rows, sigma), alpha)
+        mean, slope = _relu_mean(x, parts, alpha)
+        later = computed_after(x, summed)
+        if later is not x:
+            # The output from the ordered x; the slopes, recomputed in the backward pass, from x itself.
             mean = _relu_mean(later, _relu_parts(later, sigma), alpha)[0]
-            slope = _relu_mean(x, parts, alpha)[1]
         return (mean, summed), (slope, _relu_half_variance_derivative(parts, alpha))
 
     def backward(args, residuals, upstream, wanted):
