@@ -17,10 +17,11 @@ Configurations are interleaved (one timed `fit` of each per round, in a
 random order each round) so that the load of a shared machine spreads over
 all of them. Steps per second are medians over rounds; the ratio to the
 fixed-σ baseline of the same base optimizer is the median of the ratios
-measured within each round. A second, finer measurement pairs single
-`train_on_batch` steps instead of whole fits (`paired_step_ratios`). Each timed `fit` runs many steps (50 at batch 128,
-500 at batch 1 by default), so that the fixed cost of a `fit` call (data
-adapter, callbacks) does not blur the per-step cost. One backend per process:
+measured within each round. Each timed `fit` runs many steps (50 at batch
+128, 500 at batch 1 by default), so that the fixed cost of a `fit` call
+(data adapter, callbacks) does not blur the per-step cost. A second, finer
+measurement pairs single `train_on_batch` steps instead of whole fits
+(`paired_step_ratios`). One backend per process:
 
     KERAS_BACKEND=jax python benchmarks/bench_optimizers.py
     KERAS_BACKEND=torch python benchmarks/bench_optimizers.py --batch-sizes 1 --steps 100

@@ -24,28 +24,8 @@ Keras optimizer it extends.
 
 import keras
 
+from keras_gsmooth import backend
 from keras_gsmooth import schedules
-
-
-def backend_optimizer_class(keras_class: type) -> type:
-    """The class Keras itself instantiates for `keras_class` on the current backend.
-
-    On PyTorch, constructing `keras.optimizers.SGD` or `Adam` gives a
-    multi-tensor subclass (one `torch._foreach` update for all variables);
-    a subclass of the public class does not get that swap and would update
-    the variables one by one, which costs about 20 % of a batch-1 step of the
-    paper CNN. The GSmooth optimizers therefore extend the class Keras would
-    use. Other backends, and Keras versions without these modules, use the
-    public class; the updates are the same either way.
-    """
-    if keras.backend.backend() != "torch":
-        return keras_class
-    try:
-        from keras.src.backend.torch.optimizers import torch_adam
-        from keras.src.backend.torch.optimizers import torch_sgd
-    except ImportError:  # a Keras version that moved them: the public class is correct, only slower
-        return keras_class
-    return {keras.optimizers.SGD: torch_sgd.SGD, keras.optimizers.Adam: torch_adam.Adam}.get(keras_class, keras_class)
 
 
 class SigmaScheduleMixin:
@@ -110,7 +90,7 @@ class SigmaScheduleMixin:
 
 
 @keras.saving.register_keras_serializable(package="keras_gsmooth")
-class GSmoothSGD(SigmaScheduleMixin, backend_optimizer_class(keras.optimizers.SGD)):
+class GSmoothSGD(SigmaScheduleMixin, backend.optimizer_class(keras.optimizers.SGD)):
     """GSmoothSGD (the paper's Algorithm 1): SGD on the smoothed loss with σ_t from a schedule.
 
     `x_t = x_{t−1} − η ∇f_{k_t,σ_t}(x_{t−1})` (with optional momentum, as
@@ -152,7 +132,7 @@ class GSmoothSGD(SigmaScheduleMixin, backend_optimizer_class(keras.optimizers.SG
 
 
 @keras.saving.register_keras_serializable(package="keras_gsmooth")
-class GSmoothAdam(SigmaScheduleMixin, backend_optimizer_class(keras.optimizers.Adam)):
+class GSmoothAdam(SigmaScheduleMixin, backend.optimizer_class(keras.optimizers.Adam)):
     """GSmoothAdam (the paper's Algorithm 2): Adam on the smoothed loss with σ_t from a schedule.
 
     Theorem C.2 needs σ_t non-increasing with σ_t → 0, so that

@@ -38,7 +38,6 @@ from keras import tree
 
 from keras_gsmooth import backend
 from keras_gsmooth.optimizers import SigmaScheduleMixin
-from keras_gsmooth.optimizers import backend_optimizer_class
 from keras_gsmooth.sigma import SmoothedModel
 from keras_gsmooth.validation import check_sigma
 
@@ -87,7 +86,7 @@ class _GradientFunction:
 
 
 @keras.saving.register_keras_serializable(package="keras_gsmooth")
-class GSmoothSVRG(SigmaScheduleMixin, backend_optimizer_class(keras.optimizers.SGD)):
+class GSmoothSVRG(SigmaScheduleMixin, backend.optimizer_class(keras.optimizers.SGD)):
     """GSmoothSVRG (the paper's Algorithm 3) as a Keras optimizer for a smoothed model.
 
     Each train step computes the variance-reduced direction
