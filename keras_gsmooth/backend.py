@@ -88,6 +88,55 @@ def value_and_grad(function, values: list, has_aux: bool = False) -> tuple:
     return output, gradients
 
 
+def variables_value_and_grad(function, variables: list, has_aux: bool = False) -> tuple:
+    """Evaluates `function()` and its gradient with respect to the current values of `variables`.
+
+    The stateful counterpart of `value_and_grad`, for the TensorFlow and
+    PyTorch train steps, which read and update the variables themselves:
+    `function` calls the model as Keras's own train step does (no
+    `StatelessScope`), so it may also update variables, such as the σ
+    schedule's step.
+
+    Args:
+        function: A function of no arguments returning a scalar tensor
+            (or, with `has_aux`, a tuple `(scalar, aux)`).
+        variables: The `keras.Variable`s to differentiate with respect to.
+        has_aux: Whether `function` returns `(scalar, aux)`; `aux` is
+            returned as is.
+
+    Returns:
+        As `value_and_grad`: `(value, gradients)` or `((value, aux), gradients)`.
+
+    Raises:
+        ValueError: on a backend other than tensorflow or torch (JAX has no
+            stateful gradient: use `value_and_grad`).
+    """
+    backend = keras.backend.backend()
+    variables = list(variables)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            output = function()
+        value = output[0] if has_aux else output
+        gradients = tape.gradient(value, variables)
+    elif backend == "torch":
+        import torch
+
+        with torch.enable_grad():
+            output = function()
+        value = output[0] if has_aux else output
+        gradients = torch.autograd.grad(value, [v.value for v in variables], allow_unused=True)
+    else:
+        raise ValueError(
+            f"keras_gsmooth: a gradient of variables updated in place needs the "
+            f"tensorflow or torch Keras backend; the current backend is "
+            f"{backend!r}. On JAX use `value_and_grad` with the variables' values."
+        )
+    gradients = [keras.ops.zeros_like(v) if g is None else g for v, g in zip(variables, gradients)]
+    return output, gradients
+
+
 def optimizer_class(keras_class: type) -> type:
     """The class Keras itself instantiates for `keras_class` on the current backend.
 

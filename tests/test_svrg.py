@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from keras import ops
 
+from keras_gsmooth import backend
 from keras_gsmooth import schedules
 from keras_gsmooth.sigma import SigmaConsumer
 from keras_gsmooth.sigma import SmoothedModel
@@ -85,6 +86,38 @@ def test_matches_numpy_reference_of_algorithm_3(tau, inner_steps, steps_per_exec
     assert np.abs(w - w0).max() > 1e-2  # it moved
     np.testing.assert_allclose(ours_w, w, atol=1e-4)
     np.testing.assert_allclose(ours_b, b, atol=1e-4)
+
+
+def test_logged_loss_is_the_loss_before_the_step():
+    x = np.random.default_rng(1).normal(size=(8, 3)).astype("float32")
+    y = np.sin(x[:, :1])
+    model = _sine_model()
+    model.compile(optimizer=GSmoothSVRG(0.5, sigma=0.3), loss="mse", metrics=["mae"])
+    loss, mae = model.evaluate(x, y, batch_size=8, verbose=0)
+    history = model.fit(x, y, batch_size=8, epochs=2, shuffle=False, verbose=0, callbacks=[SVRGSnapshot(x, y)])
+    np.testing.assert_allclose(history.history["loss"][0], loss, rtol=1e-5)
+    np.testing.assert_allclose(history.history["mae"][0], mae, rtol=1e-5)
+    assert history.history["loss"][1] < loss
+
+
+@pytest.mark.requires_backend("tensorflow", "torch")
+def test_gradient_of_variables_matches_gradient_of_values():
+    variables = [keras.Variable(np.array([1.0, -2.0], "float32")), keras.Variable(np.ones((2,), "float32"))]
+    (value, aux), gradients = backend.variables_value_and_grad(lambda: (ops.sum(variables[0] ** 3), "aux"), variables, has_aux=True)
+    (expected, _), expected_gradients = backend.value_and_grad(lambda v: (ops.sum(v[0] ** 3), "aux"), [v.value for v in variables], has_aux=True)
+    assert aux == "aux"
+    np.testing.assert_allclose(ops.convert_to_numpy(value), ops.convert_to_numpy(expected))
+    np.testing.assert_allclose(ops.convert_to_numpy(gradients[0]), [3.0, 12.0])
+    np.testing.assert_array_equal(ops.convert_to_numpy(gradients[1]), [0.0, 0.0])  # unused: zeros
+    for ours, theirs in zip(gradients, expected_gradients):
+        np.testing.assert_allclose(ops.convert_to_numpy(ours), ops.convert_to_numpy(theirs))
+
+
+@pytest.mark.requires_backend("jax")
+def test_gradient_of_variables_on_jax_points_to_value_and_grad():
+    variable = keras.Variable(np.ones((2,), "float32"))
+    with pytest.raises(ValueError, match="value_and_grad"):
+        backend.variables_value_and_grad(lambda: ops.sum(variable), [variable])
 
 
 class _UpdateNorms(keras.callbacks.Callback):
