@@ -16,6 +16,7 @@ from typing import Optional
 import keras
 
 from keras_gsmooth import activations
+from keras_gsmooth import layers
 from keras_gsmooth import regularizers
 from keras_gsmooth.activations.base import keras_activation_name
 from keras_gsmooth.layers import InputPenalty
@@ -233,13 +234,25 @@ def structural_rule(layer: keras.layers.Layer, context: RuleContext) -> Replacem
 
 
 _AVERAGE_POOLING_FOR = {
-    keras.layers.MaxPooling1D: keras.layers.AveragePooling1D,
-    keras.layers.MaxPooling2D: keras.layers.AveragePooling2D,
-    keras.layers.MaxPooling3D: keras.layers.AveragePooling3D,
+    keras.layers.AveragePooling1D: layers.AveragePooling1D,
+    keras.layers.AveragePooling2D: layers.AveragePooling2D,
+    keras.layers.AveragePooling3D: layers.AveragePooling3D,
+    keras.layers.MaxPooling1D: layers.AveragePooling1D,
+    keras.layers.MaxPooling2D: layers.AveragePooling2D,
+    keras.layers.MaxPooling3D: layers.AveragePooling3D,
     keras.layers.GlobalMaxPooling1D: keras.layers.GlobalAveragePooling1D,
     keras.layers.GlobalMaxPooling2D: keras.layers.GlobalAveragePooling2D,
     keras.layers.GlobalMaxPooling3D: keras.layers.GlobalAveragePooling3D,
 }
+
+
+def average_pooling_rule(layer: keras.layers.Layer, context: RuleContext) -> Replacement:
+    """Average pooling is linear and weightless: the same pooling, as `keras_gsmooth.layers.AveragePooling*D`.
+
+    Those compute the same outputs as Keras's layers, and on JAX let XLA fuse
+    the smoothed activation before them into the pooling.
+    """
+    return _average_pooling_like(layer)
 
 
 def max_pooling_rule(layer: keras.layers.Layer, context: RuleContext) -> Replacement:
@@ -251,8 +264,11 @@ def max_pooling_rule(layer: keras.layers.Layer, context: RuleContext) -> Replace
             "average pooling of the same geometry, or train the unconverted "
             "model with keras_gsmooth.montecarlo"
         )
-    replacement_class = _AVERAGE_POOLING_FOR[type(layer)]
-    return Replacement(replacement_class.from_config(layer.get_config()))
+    return _average_pooling_like(layer)
+
+
+def _average_pooling_like(layer: keras.layers.Layer) -> Replacement:
+    return Replacement(_AVERAGE_POOLING_FOR[type(layer)].from_config(layer.get_config()))
 
 
 _RULES: dict = {}
@@ -338,10 +354,11 @@ def _register_builtin_rules():
             keras.layers.Softmax,
         ],
         dropout_rule: [keras.layers.Dropout],
+        average_pooling_rule: [keras.layers.AveragePooling1D, keras.layers.AveragePooling2D, keras.layers.AveragePooling3D],
         structural_rule: [
-            keras.layers.AveragePooling1D,
-            keras.layers.AveragePooling2D,
-            keras.layers.AveragePooling3D,
+            layers.AveragePooling1D,
+            layers.AveragePooling2D,
+            layers.AveragePooling3D,
             keras.layers.GlobalAveragePooling1D,
             keras.layers.GlobalAveragePooling2D,
             keras.layers.GlobalAveragePooling3D,
@@ -360,7 +377,14 @@ def _register_builtin_rules():
             keras.layers.Cropping2D,
             keras.layers.Cropping3D,
         ],
-        max_pooling_rule: list(_AVERAGE_POOLING_FOR),
+        max_pooling_rule: [
+            keras.layers.MaxPooling1D,
+            keras.layers.MaxPooling2D,
+            keras.layers.MaxPooling3D,
+            keras.layers.GlobalMaxPooling1D,
+            keras.layers.GlobalMaxPooling2D,
+            keras.layers.GlobalMaxPooling3D,
+        ],
     }
     for rule, classes in builtin.items():
         for layer_class in classes:
