@@ -288,6 +288,8 @@ def _stateless_step(model, optimizer, state, data):
         trainable,
         has_aux=True,
     )
+    # One gradient after the other: interleaved, their temporaries would be live at once.
+    snapshot = backend.computed_after(snapshot, gradients)
     snapshot_gradients = _gradient_at_tau(model)(snapshot, non_trainable, metrics, tau, x, y, sample_weight)
     direction = backend.variance_reduced_direction(gradients, snapshot_gradients, full_gradient)
     trainable, optimizer_values = optimizer.stateless_apply(optimizer_values, direction, trainable)

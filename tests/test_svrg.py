@@ -120,6 +120,23 @@ def test_gradient_of_variables_on_jax_points_to_value_and_grad():
         backend.variables_value_and_grad(lambda: ops.sum(variable), [variable])
 
 
+def test_computed_after_keeps_the_values():
+    value = {"a": ops.convert_to_tensor(np.array([1.5, -2.0], "float32")), "b": ops.ones((2, 2), "float16")}
+    ordered = backend.computed_after(value, [ops.convert_to_tensor(np.array([3.0, 4.0], "float32"))])
+    for key in value:
+        assert ordered[key].dtype == value[key].dtype
+        np.testing.assert_array_equal(ops.convert_to_numpy(ordered[key]), ops.convert_to_numpy(value[key]))
+
+
+@pytest.mark.requires_backend("jax")
+def test_computed_after_makes_the_value_depend_on_the_dependency():
+    import jax
+
+    program = jax.make_jaxpr(lambda v, d: backend.computed_after(v, d) * 2.0)(np.ones(3, "float32"), np.ones(2, "float32"))
+    used = {str(v) for equation in program.jaxpr.eqns for v in equation.invars}
+    assert str(program.jaxpr.invars[1]) in used  # the output is computed from the dependency too
+
+
 class _UpdateNorms(keras.callbacks.Callback):
     def on_train_begin(self, logs=None):
         self.norms, self._last = [], self._weights()

@@ -35,7 +35,6 @@ from keras_gsmooth.activations.base import normal_tails
 from keras_gsmooth.activations.base import safe_positive
 from keras_gsmooth.activations.base import sum_of_elements
 from keras_gsmooth.backend import closed_form_gradient
-from keras_gsmooth.backend import computed_after
 from keras_gsmooth.backend import separate_fusion
 
 
@@ -476,16 +475,10 @@ def _relu_summed_variance_function(alpha):
     writing their shared intermediates to memory, and the backward pass
     recomputes the slopes inside the loop that consumes them
     (`rematerialize`). The slopes come from the mean's chain only, so that
-    recomputation evaluates the transcendental functions once. The mean's
-    chain starts after the variance sum (`computed_after`), so that the
-    variance's temporary rows are freed before the mean's intermediates are
-    allocated, whatever order XLA's scheduler would pick (with a σ computed
-    at run time it overlapped them: 54 MB of temporaries instead of 44 MB
-    for the paper CNN's step, and 6 % more time per step). The slopes kept
-    for the backward pass come from `x` itself, so that recomputing them
-    does not recompute the variance. On eager PyTorch the mean and the
-    variance share their intermediates and the slopes are kept; the fused
-    PyTorch kernels recompute them, as XLA does (`elementwise`).
+    recomputation evaluates the transcendental functions once. On eager
+    PyTorch the mean and the variance share their intermediates and the
+    slopes are kept; the fused PyTorch kernels recompute them, as XLA does
+    (`elementwise`).
     """
 
     def forward(x, sigma):
@@ -493,10 +486,6 @@ def _relu_summed_variance_function(alpha):
         rows = separate_fusion(x)
         summed = _summed_relu_variance(rows, sigma, parts if rows is x else _relu_parts(rows, sigma), alpha)
         mean, slope = _relu_mean(x, parts, alpha)
-        later = computed_after(x, summed)
-        if later is not x:
-            # The output from the ordered x; the slopes, recomputed in the backward pass, from x itself.
-            mean = _relu_mean(later, _relu_parts(later, sigma), alpha)[0]
         return (mean, summed), (slope, _relu_half_variance_derivative(parts, alpha))
 
     def backward(args, residuals, upstream, wanted):
