@@ -472,3 +472,27 @@ def test_bad_identifiers_and_arguments_are_refused():
             relu.mean(np.float32([1.0]), sigma)
     with pytest.raises(TypeError, match="float tensor"):
         relu.mean(np.int32([1]), 0.1)
+
+
+@pytest.mark.parametrize("shape", [(1024, 3), (504, 4), (8, 5, 7), (2, 25, 25, 32)])
+def test_sum_of_elements_is_the_sum_folded_or_not(shape):
+    from keras_gsmooth.activations.base import sum_of_elements
+
+    x = np.random.default_rng(4).normal(size=shape).astype("float32")
+    total = ops.convert_to_numpy(sum_of_elements(ops.convert_to_tensor(x)))
+    np.testing.assert_allclose(total, x.astype("float64").sum(), rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.requires_backend("jax")
+def test_sum_of_elements_folds_large_inputs_on_jax():
+    import jax
+
+    from keras_gsmooth.activations.base import sum_of_elements
+
+    def summed_rows_shape(shape):
+        program = jax.make_jaxpr(sum_of_elements)(np.ones(shape, "float32"))
+        return [tuple(e.invars[0].aval.shape) for e in program.jaxpr.eqns if e.primitive.name == "dot_general"][0]
+
+    assert summed_rows_shape((1024, 3)) == (128, 3)  # eight blocks of 128 rows, added
+    assert summed_rows_shape((504, 4)) == (504, 4)  # too few rows to fold
+    assert summed_rows_shape((1028, 4)) == (1028, 4)  # not divisible by eight
