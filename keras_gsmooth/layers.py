@@ -180,9 +180,10 @@ class AveragePooling1D(_TiledAveragePooling, keras.layers.AveragePooling1D):
     """`keras.layers.AveragePooling1D`, computed as a reduction on JAX where the windows tile the input.
 
     `smooth_model` uses it in place of `AveragePooling1D` and of
-    `MaxPooling1D` (with `replace_max_pooling=True`): XLA then fuses the
-    smoothed activation before it into the pooling. Arguments and outputs
-    are Keras's.
+    `MaxPooling1D` (with `replace_max_pooling=True`): on JAX the smoothed
+    activation before it then runs as one loop, and the pooling's gradient
+    fuses into the activation's backward loop. Arguments and outputs are
+    Keras's.
     """
 
 
@@ -191,9 +192,10 @@ class AveragePooling2D(_TiledAveragePooling, keras.layers.AveragePooling2D):
     """`keras.layers.AveragePooling2D`, computed as a reduction on JAX where the windows tile the input.
 
     `smooth_model` uses it in place of `AveragePooling2D` and of
-    `MaxPooling2D` (with `replace_max_pooling=True`): XLA then fuses the
-    smoothed activation before it into the pooling (on the smoothed paper
-    CNN, a train step 40 % shorter). Arguments and outputs are Keras's.
+    `MaxPooling2D` (with `replace_max_pooling=True`): on JAX the smoothed
+    activation before it then runs as one loop, and the pooling's gradient
+    fuses into the activation's backward loop (on the smoothed paper CNN, a
+    train step 40 % shorter). Arguments and outputs are Keras's.
 
     Example:
 
