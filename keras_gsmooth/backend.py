@@ -539,6 +539,39 @@ def pools_by_reduction() -> bool:
     return keras.backend.backend() == "jax"
 
 
+def native_average_pool(inputs, pool_size: tuple, strides: tuple, data_format: str):
+    """'valid' average pooling by the backend's own operation where Keras's costs copies, else None.
+
+    Keras's PyTorch pooling makes a contiguous channels-first copy of a
+    channels-last input and pools that, and autograd copies the gradient
+    back. PyTorch's pooling takes the channels-last layout as it is (a
+    permuted view): forward and backward of the smoothed paper CNN's
+    (128, 25, 25, 32) pooling took 7.5 ms this way against 27.6 ms through
+    Keras. Other backends, and PyTorch tensors of other ranks, get None.
+
+    Args:
+        inputs: `(batch, *spatial, channels)` for `"channels_last"` or
+            `(batch, channels, *spatial)` for `"channels_first"`, one to
+            three spatial axes.
+        pool_size: The window along each spatial axis.
+        strides: The stride along each spatial axis.
+        data_format: `"channels_last"` or `"channels_first"`.
+    """
+    if keras.backend.backend() != "torch":
+        return None
+    import torch
+
+    spatial = inputs.ndim - 2
+    pool = {1: torch.nn.functional.avg_pool1d, 2: torch.nn.functional.avg_pool2d, 3: torch.nn.functional.avg_pool3d}.get(spatial)
+    if pool is None:
+        return None
+    if data_format == "channels_first":
+        return pool(inputs, tuple(pool_size), tuple(strides))
+    to_first = (0, spatial + 1, *range(1, spatial + 1))
+    to_last = (0, *range(2, spatial + 2), 1)
+    return pool(inputs.permute(to_first), tuple(pool_size), tuple(strides)).permute(to_last)
+
+
 def native_erfc():
     """The backend's own `erfc` where that is the fast choice, else None.
 

@@ -148,20 +148,26 @@ def tiled_average_pool(inputs, pool_size: tuple, data_format: str):
     return ops.mean(ops.reshape(inputs[tuple(crop)], split), axis=window_axes)
 
 
-class _TiledAveragePooling:
-    """Average pooling that runs as a reshape and a mean where that is faster.
+class _FasterAveragePooling:
+    """Keras's average pooling, computed the faster way on each backend.
 
     Where the windows tile the input (strides equal to the pool size,
     'valid' padding, or 'same' padding on sizes the pool divides) and the
     backend fuses a reduction better than its pooling operation
     (`keras_gsmooth.backend.pools_by_reduction`: JAX), `call` computes
-    `tiled_average_pool`; elsewhere it is Keras's layer. The result is the
-    same up to float rounding, and the configuration is Keras's.
+    `tiled_average_pool`. With 'valid' padding on PyTorch it pools the
+    channels-last input in place (`keras_gsmooth.backend.native_average_pool`)
+    instead of Keras's contiguous copy. Elsewhere it is Keras's layer. The
+    result is the same up to float rounding, and the configuration is Keras's.
     """
 
     def call(self, inputs):
         if backend.pools_by_reduction() and self._windows_tile(inputs.shape):
             return tiled_average_pool(inputs, self.pool_size, self.data_format)
+        if self.padding == "valid":
+            pooled = backend.native_average_pool(inputs, self.pool_size, self.strides, self.data_format)
+            if pooled is not None:
+                return pooled
         return super().call(inputs)
 
     def _windows_tile(self, shape) -> bool:
@@ -176,26 +182,27 @@ class _TiledAveragePooling:
 
 
 @keras.saving.register_keras_serializable(package="keras_gsmooth")
-class AveragePooling1D(_TiledAveragePooling, keras.layers.AveragePooling1D):
+class AveragePooling1D(_FasterAveragePooling, keras.layers.AveragePooling1D):
     """`keras.layers.AveragePooling1D`, computed as a reduction on JAX where the windows tile the input.
 
     `smooth_model` uses it in place of `AveragePooling1D` and of
-    `MaxPooling1D` (with `replace_max_pooling=True`): on JAX the smoothed
+    `MaxPooling1D` (with `replace_max_pooling=True`). On JAX the smoothed
     activation before it then runs as one loop, and the pooling's gradient
-    fuses into the activation's backward loop. Arguments and outputs are
-    Keras's.
+    fuses into the activation's backward loop; on PyTorch it pools without
+    Keras's copy of the input. Arguments and outputs are Keras's.
     """
 
 
 @keras.saving.register_keras_serializable(package="keras_gsmooth")
-class AveragePooling2D(_TiledAveragePooling, keras.layers.AveragePooling2D):
+class AveragePooling2D(_FasterAveragePooling, keras.layers.AveragePooling2D):
     """`keras.layers.AveragePooling2D`, computed as a reduction on JAX where the windows tile the input.
 
     `smooth_model` uses it in place of `AveragePooling2D` and of
-    `MaxPooling2D` (with `replace_max_pooling=True`): on JAX the smoothed
+    `MaxPooling2D` (with `replace_max_pooling=True`). On JAX the smoothed
     activation before it then runs as one loop, and the pooling's gradient
     fuses into the activation's backward loop (on the smoothed paper CNN, a
-    train step 40 % shorter). Arguments and outputs are Keras's.
+    train step 40 % shorter); on PyTorch it pools without Keras's copy of
+    the input. Arguments and outputs are Keras's.
 
     Example:
 
@@ -206,10 +213,10 @@ class AveragePooling2D(_TiledAveragePooling, keras.layers.AveragePooling2D):
 
 
 @keras.saving.register_keras_serializable(package="keras_gsmooth")
-class AveragePooling3D(_TiledAveragePooling, keras.layers.AveragePooling3D):
+class AveragePooling3D(_FasterAveragePooling, keras.layers.AveragePooling3D):
     """`keras.layers.AveragePooling3D`, computed as a reduction on JAX where the windows tile the input.
 
     `smooth_model` uses it in place of `AveragePooling3D` and of
-    `MaxPooling3D` (with `replace_max_pooling=True`). Arguments and outputs
-    are Keras's.
+    `MaxPooling3D` (with `replace_max_pooling=True`), computed as
+    `AveragePooling2D` is. Arguments and outputs are Keras's.
     """

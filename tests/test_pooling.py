@@ -75,3 +75,17 @@ def test_config_round_trip_and_safe_mode_load(tmp_path):
     assert type(restored.get_layer("pool")) is layers.AveragePooling2D
     x = np.random.default_rng(2).normal(size=(2, 6, 6, 2)).astype("float32")
     np.testing.assert_array_equal(ops.convert_to_numpy(restored(x)), ops.convert_to_numpy(model(x)))
+
+
+@pytest.mark.requires_backend("torch")
+def test_on_torch_valid_pooling_keeps_the_channels_last_layout():
+    x = ops.convert_to_tensor(np.random.default_rng(3).normal(size=(2, 9, 9, 4)).astype("float32"))
+    assert layers.AveragePooling2D(3, strides=2)(x).is_contiguous()  # no round trip through a channels-first copy
+    assert not keras.layers.AveragePooling2D(3, strides=2)(x).is_contiguous()
+    assert backend.native_average_pool(x, (3, 3), (2, 2), "channels_last") is not None
+
+
+@pytest.mark.requires_backend("jax", "tensorflow")
+def test_elsewhere_there_is_no_native_pooling():
+    x = ops.ones((2, 9, 9, 4))
+    assert backend.native_average_pool(x, (3, 3), (2, 2), "channels_last") is None
