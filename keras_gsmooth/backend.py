@@ -534,7 +534,8 @@ def pools_by_reduction() -> bool:
     128 took 16.8 ms this way against 27.7 ms (the plain CNN: 12.4 ms; 10.8
     ms with the same pooling). TensorFlow's XLA step measured slower this
     way (18.8 against 15.9 ms), and PyTorch's eager one too (38.2 against
-    36.0 ms), so they keep Keras's pooling.
+    36.0 ms): TensorFlow keeps Keras's pooling, and PyTorch pools by
+    `native_average_pool`.
     """
     return keras.backend.backend() == "jax"
 

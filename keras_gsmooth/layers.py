@@ -134,18 +134,24 @@ def tiled_average_pool(inputs, pool_size: tuple, data_format: str):
         The pooled tensor, as `keras.ops.average_pool(inputs, pool_size,
         pool_size, "valid", data_format)` computes it.
     """
-    first_spatial = 1 if data_format == "channels_last" else 2
-    spatial = inputs.shape[first_spatial : first_spatial + len(pool_size)]
+    first_spatial, spatial, channels = _spatial_layout(inputs.shape, len(pool_size), data_format)
     windows = [size // pool for size, pool in zip(spatial, pool_size)]
     crop = [slice(None)] * len(inputs.shape)
-    split = [ops.shape(inputs)[0]] + ([inputs.shape[1]] if data_format == "channels_first" else [])
+    split = [ops.shape(inputs)[0]] + ([channels] if data_format == "channels_first" else [])
     for axis, (count, pool) in enumerate(zip(windows, pool_size), start=first_spatial):
         crop[axis] = slice(0, count * pool)
         split += [count, pool]
     if data_format == "channels_last":
-        split.append(inputs.shape[-1])
+        split.append(channels)
     window_axes = tuple(first_spatial + 2 * k + 1 for k in range(len(pool_size)))
     return ops.mean(ops.reshape(inputs[tuple(crop)], split), axis=window_axes)
+
+
+def _spatial_layout(shape, spatial_rank: int, data_format: str) -> tuple:
+    """`(first spatial axis, spatial sizes, channels)` of a pooling input's shape."""
+    first_spatial = 1 if data_format == "channels_last" else 2
+    channels = shape[-1] if data_format == "channels_last" else shape[1]
+    return first_spatial, tuple(shape[first_spatial : first_spatial + spatial_rank]), channels
 
 
 class _FasterAveragePooling:
@@ -173,9 +179,7 @@ class _FasterAveragePooling:
     def _windows_tile(self, shape) -> bool:
         if tuple(self.strides) != tuple(self.pool_size):
             return False
-        first_spatial = 1 if self.data_format == "channels_last" else 2
-        spatial = shape[first_spatial : first_spatial + len(self.pool_size)]
-        channels = shape[-1] if self.data_format == "channels_last" else shape[1]
+        _, spatial, channels = _spatial_layout(shape, len(self.pool_size), self.data_format)
         if channels is None or any(size is None for size in spatial):
             return False
         return self.padding == "valid" or all(size % pool == 0 for size, pool in zip(spatial, self.pool_size))

@@ -249,8 +249,9 @@ _AVERAGE_POOLING_FOR = {
 def average_pooling_rule(layer: keras.layers.Layer, context: RuleContext) -> Replacement:
     """Average pooling is linear and weightless: the same pooling, as `keras_gsmooth.layers.AveragePooling*D`.
 
-    Those compute the same outputs as Keras's layers, and on JAX let XLA fuse
-    the smoothed activation before them into the pooling.
+    Those compute the same outputs as Keras's layers, faster around a
+    smoothed activation: as a reduction on JAX, without Keras's layout copy
+    on PyTorch.
     """
     return _average_pooling_like(layer)
 
