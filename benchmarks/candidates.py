@@ -1,14 +1,18 @@
 """The train-step candidates that the benchmarks compare, built alike.
 
 A candidate is the paper CNN (SPEC §3) compiled with SGD(1e-3) and MSE, in
-one of four forms: `plain`; `explicit`, its closed-form smoothed
+one of these forms: `plain`; `explicit`, its closed-form smoothed
 counterpart (every penalty on, λ = 1e-5, σ = 0.1), both from
 `train_step.compiled_pair`, with the package's default kernels; on
 PyTorch also `explicit-eager`, the same smoothed model stepped with
 `keras_gsmooth.config.set_fused_torch_kernels(False)` (no compiled kernels);
-or a `MonteCarloModel` around a copy of the plain network with the same
-weights (σ = 0.1, K directions, first or zero order). The cost and the memory benchmarks both build their candidates here,
-so they measure the same steps.
+two references, which show what the backend charges for any change of the
+plain network: on TensorFlow `plain-xla`, the plain network compiled with
+XLA as a `SmoothedModel` is, and `silu`, the plain network with silu in
+place of relu, compiled as a `SmoothedModel` is; or a `MonteCarloModel`
+around a copy of the plain network with the same weights (σ = 0.1, K
+directions, first or zero order). The cost and the memory benchmarks both
+build their candidates here, so they measure the same steps.
 """
 
 import dataclasses
@@ -29,6 +33,9 @@ SIGMA = 0.1
 PLAIN = "plain"
 EXPLICIT = "explicit"
 EXPLICIT_EAGER = "explicit-eager"
+PLAIN_XLA = "plain-xla"
+SILU = "silu"
+REFERENCES = {PLAIN_XLA: "relu", SILU: "silu"}
 MONTECARLO_PREFIX = "mc"
 
 
@@ -38,7 +45,8 @@ class Candidate:
 
     Attributes:
         key: A short identifier usable on a command line (`plain`,
-            `explicit`, `explicit-eager`, `mc-first_order-16`).
+            `explicit`, `explicit-eager`, `plain-xla`, `silu`,
+            `mc-first_order-16`).
         method: `None` for plain and explicit, else the Monte-Carlo method.
         num_samples: K for Monte Carlo, else `None`.
     """
@@ -56,6 +64,10 @@ class Candidate:
             return "explicit (closed form)"
         if self.key == EXPLICIT_EAGER:
             return "explicit, eager torch kernels"
+        if self.key == PLAIN_XLA:
+            return "reference: plain, XLA"
+        if self.key == SILU:
+            return "reference: silu for relu"
         order = "first-order" if self.method == "first_order" else "zero-order"
         return f"MC {order}, K={self.num_samples}"
 
@@ -66,7 +78,7 @@ class Candidate:
         Raises:
             ValueError: if `key` names no candidate.
         """
-        if key in (PLAIN, EXPLICIT, EXPLICIT_EAGER):
+        if key in (PLAIN, EXPLICIT, EXPLICIT_EAGER, *REFERENCES):
             return cls(key)
         parts = key.split("-")
         if (
@@ -78,15 +90,21 @@ class Candidate:
         ):
             return cls(key, parts[1], int(parts[2]))
         raise ValueError(
-            f"benchmarks.candidates: unknown candidate {key!r}. Use 'plain', "
-            "'explicit', 'explicit-eager' or 'mc-<first_order|zero_order>-<K>', e.g. 'mc-first_order-16'."
+            f"benchmarks.candidates: unknown candidate {key!r}. Use 'plain', 'explicit', 'explicit-eager', "
+            "'plain-xla', 'silu' or 'mc-<first_order|zero_order>-<K>', e.g. 'mc-first_order-16'."
         )
 
 
 def candidate_list(montecarlo: tuple) -> list:
-    """Plain, explicit (and explicit-eager on torch), then one Monte-Carlo candidate per `(method, K)`."""
-    eager = [Candidate(EXPLICIT_EAGER)] if keras.backend.backend() == "torch" else []
-    return [Candidate(PLAIN), Candidate(EXPLICIT)] + eager + [
+    """Plain, explicit (and explicit-eager on torch), the references, then one Monte-Carlo candidate per `(method, K)`.
+
+    `plain-xla` only on TensorFlow: elsewhere it is `plain` (JAX always
+    compiles with XLA, PyTorch never).
+    """
+    backend = keras.backend.backend()
+    eager = [Candidate(EXPLICIT_EAGER)] if backend == "torch" else []
+    references = ([Candidate(PLAIN_XLA)] if backend == "tensorflow" else []) + [Candidate(SILU)]
+    return [Candidate(PLAIN), Candidate(EXPLICIT)] + eager + references + [
         Candidate(f"{MONTECARLO_PREFIX}-{method}-{k}", method, k) for method, k in montecarlo
     ]
 
@@ -109,6 +127,8 @@ def build(candidates: list, seed: int = 0) -> dict:
         elif candidate.key in (EXPLICIT, EXPLICIT_EAGER):
             # One smoothed model serves both: the kernel setting is read at every call (`candidate_step`).
             models[candidate.label] = explicit
+        elif candidate.key in REFERENCES:
+            models[candidate.label] = _compiled_as_smoothed(plain, REFERENCES[candidate.key])
         else:
             network = keras_gsmooth.models.paper_cnn()
             network.set_weights(plain.get_weights())
@@ -118,6 +138,25 @@ def build(candidates: list, seed: int = 0) -> dict:
             model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse")
             models[candidate.label] = model
     return models
+
+
+def _compiled_as_smoothed(plain, activation: str):
+    """A copy of `plain` with `activation` for relu and its weights, compiled as `SmoothedModel.compile` compiles.
+
+    That is with XLA on TensorFlow, Keras's default elsewhere.
+    """
+
+    def clone(layer):
+        config = layer.get_config()
+        if isinstance(layer, keras.layers.Activation):
+            config["activation"] = activation
+        return layer.__class__.from_config(config)
+
+    model = keras.models.clone_model(plain, clone_function=clone)
+    model.set_weights(plain.get_weights())
+    jit_compile = True if keras.backend.backend() == "tensorflow" else "auto"
+    model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse", jit_compile=jit_compile)
+    return model
 
 
 def candidate_step(candidate: Candidate, model, batch: int):

@@ -1,4 +1,4 @@
-"""Train-step cost of the paper CNN: plain, explicit (closed form) and Monte-Carlo smoothing.
+"""Train-step cost of the paper CNN: plain, explicit (closed form), references and Monte-Carlo smoothing.
 
 Usage: `KERAS_BACKEND=jax python benchmarks/montecarlo_cost.py [--batch 128 1] [--rounds 20]`
 

@@ -11,6 +11,7 @@ import os
 CSV_COLUMNS = ("backend", "benchmark", "setting", "candidate", "metric", "value", "unit")
 EXPLICIT_TARGETS = {"jax": 1.2, "tensorflow": 1.2, "torch": 1.3}
 MONTECARLO_TARGET_KEY = "mc-first_order-16"
+REFERENCE_KEYS = ("plain-xla", "silu")
 MONTECARLO_TARGET = 10.0
 ACCURACY_SETTING = "linear 784→10, batch 128, MSE, σ = 0.1"
 
@@ -127,6 +128,10 @@ def _train_step_section(results: list, settings) -> list:
         "on PyTorch with the default kernel setting (`'auto'`: fused, compiled kernels for",
         "the convolution's activation) and also with eager operations only",
         "(`keras_gsmooth.config.set_fused_torch_kernels(False)`, *eager torch kernels*).",
+        "*reference*: what the backend charges for any change of the plain network, compiled",
+        "as a smoothed model is (with XLA on TensorFlow, Keras's default elsewhere): on",
+        "TensorFlow the plain network with XLA (*plain, XLA*; Keras compiles it without XLA",
+        "on a CPU), and the plain network with silu in place of relu (*silu for relu*).",
         "*MC*: `montecarlo.MonteCarloModel` around the plain network, σ = 0.1, K random",
         "directions per step; first order takes K forward and backward passes at",
         "perturbed weights, zero order K + 1 forward passes and no backward pass.",
@@ -173,6 +178,9 @@ def _targets(results: list) -> list:
         line = f"- {backend}, batch 128: explicit {_ratio(ratio)} plain (target ≤ {target}×): {verdict}"
         if "explicit-eager" in rows:
             line += f"; with eager torch kernels {_ratio(rows['explicit-eager']['ratio'])}"
+        references = [f"{rows[key]['candidate']} {_ratio(rows[key]['ratio'])}" for key in REFERENCE_KEYS if key in rows]
+        if references:
+            line += "; " + ", ".join(references)
         if MONTECARLO_TARGET_KEY in rows:
             mc = rows[MONTECARLO_TARGET_KEY]["ratio"]
             mc_verdict = "met" if mc >= MONTECARLO_TARGET else "**not met**"

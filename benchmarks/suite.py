@@ -6,8 +6,9 @@ Each backend runs in its own process (`KERAS_BACKEND` set per process), which
 measures, interleaved and as medians over repeated runs:
 
 - the train step of the paper CNN at batch 128 and 1: plain, explicit
-  (closed-form smoothing, every penalty on) and Monte-Carlo smoothing
-  (`montecarlo_cost.py`);
+  (closed-form smoothing, every penalty on), two references (the plain
+  network with XLA on TensorFlow, and with silu for relu) and Monte-Carlo
+  smoothing (`montecarlo_cost.py`);
 - the error of each Monte-Carlo gradient against the exact smoothed
   gradient on a linear model, and its cost (`montecarlo_accuracy.py`);
 - the memory of one train step, each candidate in a fresh process

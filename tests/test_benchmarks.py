@@ -7,6 +7,7 @@ import math
 import pathlib
 
 import keras
+import numpy as np
 import pytest
 
 BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
@@ -55,8 +56,9 @@ def test_quick_run_writes_markdown_and_csv(suite, tmp_path):
     text = pathlib.Path(page).read_text(encoding="utf-8")
     for heading in ("# Benchmarks", "## Train step of the paper CNN", "## Accuracy of Monte-Carlo gradients", "## Memory of one train step"):
         assert heading in text
-    for label in ("plain", "explicit (closed form)", "MC zero-order, K=1", "MC first-order, K=1"):
+    for label in ("plain", "explicit (closed form)", "reference: silu for relu", "MC zero-order, K=1", "MC first-order, K=1"):
         assert f"| {label} |" in text
+    assert ("| reference: plain, XLA |" in text) == (backend == "tensorflow")
     assert "nan" not in text.lower().split()
     assert 'warning "Tiny mode' in text
 
@@ -74,7 +76,7 @@ def test_quick_run_writes_markdown_and_csv(suite, tmp_path):
     assert values[("accuracy", "MC first-order, K=1", "relative_error")] > 100 * closed_form
 
 
-def synthetic_result(backend: str, explicit_ratio: float, montecarlo_ratio: float, eager_ratio=None) -> dict:
+def synthetic_result(backend: str, explicit_ratio: float, montecarlo_ratio: float, eager_ratio=None, silu_ratio=None) -> dict:
     """A result in the format of `suite.run_backend`, with chosen ratios at batch 128."""
 
     def step(key, label, ratio, samples=None):
@@ -98,6 +100,7 @@ def synthetic_result(backend: str, explicit_ratio: float, montecarlo_ratio: floa
                 step("plain", "plain", 1.0),
                 step("explicit", "explicit (closed form)", explicit_ratio),
                 *([step("explicit-eager", "explicit, eager torch kernels", eager_ratio)] if eager_ratio else []),
+                *([step("silu", "reference: silu for relu", silu_ratio)] if silu_ratio else []),
                 step("mc-first_order-16", "MC first-order, K=16", montecarlo_ratio, 16),
             ]
         },
@@ -112,9 +115,12 @@ def synthetic_result(backend: str, explicit_ratio: float, montecarlo_ratio: floa
 
 def test_report_checks_the_issue_targets(suite):
     settings = dataclasses.replace(suite.FULL, batches=(128,))
-    results = [synthetic_result("jax", 1.1, 16.0), synthetic_result("torch", 1.25, 8.0, eager_ratio=2.5)]
+    results = [synthetic_result("jax", 1.1, 16.0, silu_ratio=1.5), synthetic_result("torch", 1.25, 8.0, eager_ratio=2.5)]
     text = suite.report.markdown(results, settings, context(suite))
-    assert "- jax, batch 128: explicit 1.10× plain (target ≤ 1.2×): met; MC first-order K = 16 16.00× plain (target ≥ 10×): met." in text
+    assert (
+        "- jax, batch 128: explicit 1.10× plain (target ≤ 1.2×): met; reference: silu for relu 1.50×; "
+        "MC first-order K = 16 16.00× plain (target ≥ 10×): met." in text
+    )
     assert (
         "- torch, batch 128: explicit 1.25× plain (target ≤ 1.3×): met; with eager torch kernels 2.50×; "
         "MC first-order K = 16 8.00× plain (target ≥ 10×): **not met**." in text
@@ -132,6 +138,26 @@ def test_unknown_candidate_is_refused(suite):
     assert candidates.Candidate.parse("mc-zero_order-64").num_samples == 64
     with pytest.raises(ValueError, match="unknown candidate 'mc-second_order-4'"):
         candidates.Candidate.parse("mc-second_order-4")
+
+
+def test_reference_candidates_copy_the_plain_network_and_its_compilation(suite):
+    """`plain-xla` is the plain network with XLA on TensorFlow; `silu` the same weights with silu for relu."""
+    candidates = importlib.import_module("candidates")
+    keys = [candidate.key for candidate in candidates.candidate_list(())]
+    backend = keras.backend.backend()
+    assert keys == ["plain", "explicit"] + ["explicit-eager"] * (backend == "torch") + ["plain-xla"] * (backend == "tensorflow") + ["silu"]
+    models = candidates.build([candidates.Candidate.parse(key) for key in ("plain", "plain-xla", "silu")])
+    plain, plain_xla, silu = models.values()
+    images = np.random.default_rng(0).uniform(0, 1, (3, 28, 28, 1)).astype("float32")
+    for reference in (plain_xla, silu):
+        assert reference is not plain
+        assert reference.jit_compile == (backend != "torch")
+        for ours, theirs in zip(reference.get_weights(), plain.get_weights(), strict=True):
+            np.testing.assert_array_equal(ours, theirs)
+    np.testing.assert_allclose(plain_xla.predict(images, verbose=0), plain.predict(images, verbose=0), rtol=1e-5, atol=1e-6)
+    activations = [layer.get_config()["activation"] for layer in silu.layers if isinstance(layer, keras.layers.Activation)]
+    assert activations == ["silu", "silu"]
+    assert [layer.get_config()["activation"] for layer in plain.layers if isinstance(layer, keras.layers.Activation)] == ["relu", "relu"]
 
 
 def test_optimizer_benchmark_trains_every_configuration(monkeypatch):
