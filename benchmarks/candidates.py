@@ -26,6 +26,7 @@ from train_step import compiled_pair  # noqa: E402
 from train_step import step_function  # noqa: E402
 
 import keras_gsmooth  # noqa: E402
+from keras_gsmooth import backend  # noqa: E402
 from keras_gsmooth import config  # noqa: E402
 from keras_gsmooth import montecarlo  # noqa: E402
 
@@ -101,9 +102,9 @@ def candidate_list(montecarlo: tuple) -> list:
     `plain-xla` only on TensorFlow: elsewhere it is `plain` (JAX always
     compiles with XLA, PyTorch never).
     """
-    backend = keras.backend.backend()
-    eager = [Candidate(EXPLICIT_EAGER)] if backend == "torch" else []
-    references = ([Candidate(PLAIN_XLA)] if backend == "tensorflow" else []) + [Candidate(SILU)]
+    backend_name = keras.backend.backend()
+    eager = [Candidate(EXPLICIT_EAGER)] if backend_name == "torch" else []
+    references = ([Candidate(PLAIN_XLA)] if backend_name == "tensorflow" else []) + [Candidate(SILU)]
     return [Candidate(PLAIN), Candidate(EXPLICIT)] + eager + references + [
         Candidate(f"{MONTECARLO_PREFIX}-{method}-{k}", method, k) for method, k in montecarlo
     ]
@@ -143,7 +144,8 @@ def build(candidates: list, seed: int = 0) -> dict:
 def _compiled_as_smoothed(plain, activation: str):
     """A copy of `plain` with `activation` for relu and its weights, compiled as `SmoothedModel.compile` compiles.
 
-    That is with XLA on TensorFlow, Keras's default elsewhere.
+    That is with `keras_gsmooth.backend.smoothed_jit_compile()`: XLA on
+    TensorFlow, Keras's default elsewhere.
     """
 
     def clone(layer):
@@ -154,8 +156,7 @@ def _compiled_as_smoothed(plain, activation: str):
 
     model = keras.models.clone_model(plain, clone_function=clone)
     model.set_weights(plain.get_weights())
-    jit_compile = True if keras.backend.backend() == "tensorflow" else "auto"
-    model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse", jit_compile=jit_compile)
+    model.compile(optimizer=keras.optimizers.SGD(1e-3), loss="mse", jit_compile=backend.smoothed_jit_compile())
     return model
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from keras import ops
 
+from keras_gsmooth import backend
 from keras_gsmooth import schedules
 from keras_gsmooth.optimizers import GSmoothAdam
 from keras_gsmooth.optimizers import GSmoothSGD
@@ -70,6 +71,24 @@ def test_sigma_given_twice_is_an_error():
         model.compile(optimizer=GSmoothSGD(0.01, sigma=0.1), loss="mse")
     model.compile(optimizer=GSmoothSGD(0.01), loss="mse")  # no σ on the optimizer: the model's σ stays
     assert model.sigma_schedule.sigma == 0.5
+
+
+@pytest.mark.parametrize(
+    "options, expected",
+    [({}, "xla"), ({"jit_compile": False}, False), ({"run_eagerly": True}, "auto"), ({"jit_compile": True}, True)],
+)
+def test_smoothed_model_compiles_with_xla_on_tensorflow_unless_told_otherwise(options, expected):
+    """`jit_compile="auto"` means XLA on TensorFlow (`backend.smoothed_jit_compile`); other settings stay."""
+    on_tensorflow = keras.backend.backend() == "tensorflow"
+    resolved = (True if on_tensorflow else "auto") if expected == "xla" else expected
+    assert backend.smoothed_jit_compile(options.get("jit_compile", "auto"), options.get("run_eagerly", False)) == resolved
+    model = recording_model()
+    model.compile(optimizer="sgd", loss="mse", **options)
+    plain = keras.Model(model.inputs, model.outputs)
+    plain.compile(optimizer="sgd", loss="mse", **{**options, "jit_compile": resolved})
+    assert model.jit_compile == plain.jit_compile
+    if on_tensorflow and expected == "xla":
+        assert model.jit_compile is True
 
 
 def test_plain_keras_model_with_a_sigma_schedule_is_an_error():
