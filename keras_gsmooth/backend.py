@@ -521,7 +521,7 @@ def computed_after(value, dependency):
     return tree.map_structure(lambda leaf: leaf + keras.ops.cast(anchor, leaf.dtype), value)
 
 
-def smoothed_jit_compile(jit_compile="auto", run_eagerly: bool = False):
+def smoothed_jit_compile(jit_compile: bool | str = "auto", run_eagerly: bool = False) -> bool | str:
     """The `jit_compile` setting a smoothed model compiles with.
 
     On TensorFlow `"auto"` becomes `True` unless the step runs eagerly:
