@@ -578,6 +578,10 @@ def native_average_pool(inputs, pool_size: tuple, strides: tuple, data_format: s
         pool_size: The window along each spatial axis.
         strides: The stride along each spatial axis.
         data_format: `"channels_last"` or `"channels_first"`.
+
+    Returns:
+        The pooled tensor, in the layout of `inputs`, or None where Keras's
+        pooling is to be used.
     """
     if keras.backend.backend() != "torch":
         return None
