@@ -74,8 +74,8 @@ def smooth_model(
     Raises:
         ValueError: listing every layer that cannot be smoothed, with its
             name, class and the reason, and the ways out
-            (`keras_gsmooth.register_rule`, `replace_max_pooling=True`); or
-            if σ or λ is invalid.
+            (`keras_gsmooth.register_rule`, `replace_max_pooling=True`); if
+            the model is already smoothed; or if σ or λ is invalid.
 
     Example:
 
@@ -89,6 +89,12 @@ def smooth_model(
         raise TypeError(
             "smooth_model: `model` must be a keras.Model (Sequential or "
             f"Functional). Received: {type(model).__name__}"
+        )
+    if isinstance(model, SmoothedModel):
+        raise ValueError(
+            f"smooth_model: model {model.name!r} is already smoothed (a SmoothedModel). "
+            "Pass the original model, or change σ with "
+            "`keras_gsmooth.set_sigma(model, sigma)`."
         )
     regularization_of = _regularization_resolver(regularization, model)
     converter = _GraphConverter(regularization_of, replace_max_pooling)
@@ -290,7 +296,7 @@ class _GraphConverter:
             # Keep walking with a stand-in, so that one error lists every
             # unsupported layer; nothing is returned once any was found.
             self._unsupported.append((layer.name, type(layer).__name__, str(error)))
-            replacement = rules.Replacement(rules.clone_layer(layer))
+            replacement = rules.Replacement(_StandIn(layer))
         self._check_replacement(layer, replacement)
         penalty_layer = None
         if replacement.input_penalty is not None:
@@ -342,6 +348,23 @@ class _GraphConverter:
             new_layer = replacement if isinstance(replacement, keras.layers.Layer) else replacement.layer
             if original.weights:
                 new_layer.set_weights(original.get_weights())
+
+
+class _StandIn(keras.layers.Layer):
+    """Takes an unsupported layer's place while the walk goes on.
+
+    It gives the original layer's output specs without cloning the layer,
+    which may be impossible (a `Lambda` in Keras's safe mode, a layer whose
+    configuration does not round-trip), and without calling it, which would
+    add a node to the original layer. The model it is part of is never built.
+    """
+
+    def __init__(self, original):
+        super().__init__(name=f"{original.name}_unsupported")
+        self._output_spec_of_original = original.compute_output_spec
+
+    def compute_output_spec(self, *args, **kwargs):
+        return self._output_spec_of_original(*args, **kwargs)
 
 
 class _NestedModel:

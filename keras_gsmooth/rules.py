@@ -85,9 +85,17 @@ class UnsupportedLayer(Exception):
 
 
 def clone_layer(layer: keras.layers.Layer, **config_overrides) -> keras.layers.Layer:
-    """A new, unbuilt layer of the same class and configuration, with overrides."""
+    """A new, unbuilt layer of the same class and configuration, with overrides.
+
+    A `Lambda` layer is cloned with its Python function: the configuration
+    comes from the live layer in this process, not from a file, so Keras's
+    safe mode (which refuses to load Python code from saved models) does not
+    apply.
+    """
     config = layer.get_config()
     config.update(config_overrides)
+    if isinstance(layer, keras.layers.Lambda):
+        return layer.__class__.from_config(config, safe_mode=False)
     return layer.__class__.from_config(config)
 
 
@@ -274,6 +282,8 @@ def _average_pooling_like(layer: keras.layers.Layer) -> Replacement:
 
 _RULES: dict = {}
 
+_ALREADY_SMOOTHED = "a layer of an already smoothed model; smooth_model takes the original, unsmoothed model"
+
 _KNOWN_UNSUPPORTED = {
     keras.layers.BatchNormalization: "batch statistics couple the samples of a batch; no closed-form smoothing is derived for it",
     keras.layers.LayerNormalization: "normalisation is not elementwise; no closed-form smoothing is derived for it",
@@ -286,6 +296,12 @@ _KNOWN_UNSUPPORTED = {
     keras.layers.Bidirectional: "recurrent layers are not covered by the layer rules of SPEC §3",
     keras.layers.MultiHeadAttention: "attention (softmax over inputs) is not elementwise",
     keras.layers.Multiply: "a product of two variables has no penalty rule in SPEC §3",
+    keras.layers.Lambda: (
+        "an arbitrary Python function, whose smoothing is not known; build it from layers "
+        "that have rules, or register a rule for Lambda"
+    ),
+    SmoothActivation: _ALREADY_SMOOTHED,
+    InputPenalty: _ALREADY_SMOOTHED,
 }
 
 

@@ -98,6 +98,11 @@ class SmoothedModel(keras.Model):
             `step -> σ` (see `keras_gsmooth.schedules.get`).
         *args, **kwargs: Passed to the functional `keras.Model` constructor.
 
+    `SmoothedModel.from_config(model.get_config())` copies the structure
+    with σ and its schedule; `keras.models.clone_model` rebuilds a
+    functional subclass from its inputs, outputs and name only, so its
+    clone starts at σ = 0 (set it with `keras_gsmooth.set_sigma`).
+
     Attributes:
         sigma: The scalar σ variable every smoothed part reads.
         sigma_step: How many training calls the schedule has advanced.

@@ -212,6 +212,23 @@ def test_nested_model_survives_save_and_load(tmp_path):
     assert total_penalty(loaded, x) == pytest.approx(0.0, abs=1e-6)
 
 
+def test_copies_keep_sigma_as_documented():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="relu"), keras.layers.Dense(1)])
+    schedule = keras_gsmooth.schedules.ExponentialDecay(0.4, decay_steps=2, decay_rate=0.5)
+    smoothed = keras_gsmooth.smooth_model(model, sigma=schedule, regularization=1e-3)
+    copy = keras_gsmooth.SmoothedModel.from_config(smoothed.get_config())
+    copy.set_weights(smoothed.get_weights())
+    assert copy.sigma_schedule.get_config() == schedule.get_config()
+    x = random_inputs(model)
+    np.testing.assert_allclose(outputs_of(copy, x)[0], outputs_of(smoothed, x)[0], rtol=1e-6)
+    # keras.models.clone_model builds the clone from inputs, outputs and name.
+    clone = keras.models.clone_model(smoothed)
+    assert isinstance(clone, keras_gsmooth.SmoothedModel)
+    assert keras_gsmooth.get_sigma(clone) == 0.0 and clone.sigma_schedule.is_constant
+    keras_gsmooth.set_sigma(clone, 0.4)
+    assert keras_gsmooth.get_sigma(clone) == pytest.approx(0.4)
+
+
 def test_every_unsupported_layer_is_listed_at_once():
     inputs = keras.Input((8, 8, 1))
     x = keras.layers.Conv2D(2, 3, name="c")(inputs)
@@ -228,6 +245,55 @@ def test_every_unsupported_layer_is_listed_at_once():
     for expected in ["bn (BatchNormalization)", "mp (MaxPooling2D)", "attention_like (Dense)", "register_rule", "replace_max_pooling=True"]:
         assert expected in message
     assert_unchanged(model, before)
+
+
+def test_layers_that_cannot_be_cloned_are_listed_too():
+    # A Lambda cannot be cloned from its config in Keras's safe mode; it is
+    # listed with the other unsupported layers, and the original layers get
+    # no new nodes.
+    inputs = keras.Input((8,))
+    x = keras.layers.Dense(4, activation="relu")(inputs)
+    doubling = keras.layers.Lambda(lambda t: 2.0 * t, name="doubling")
+    x = keras.layers.BatchNormalization(name="bn")(doubling(x))
+    model = keras.Model(inputs, keras.layers.Dense(2)(x))
+    before = snapshot(model)
+    nodes_before = len(doubling._inbound_nodes)
+    with pytest.raises(ValueError) as error:
+        keras_gsmooth.smooth_model(model, sigma=0.1)
+    message = str(error.value)
+    assert "doubling (Lambda): an arbitrary Python function" in message
+    assert "bn (BatchNormalization)" in message
+    assert len(doubling._inbound_nodes) == nodes_before
+    assert_unchanged(model, before)
+
+
+def test_lambda_layers_on_raw_data_and_with_a_rule():
+    # A Lambda on raw data is kept as preprocessing; elsewhere a user rule
+    # can clone it with `rules.clone_layer`.
+    inputs = keras.Input((6,))
+    x = keras.layers.Lambda(lambda t: t / 4.0, name="rescale")(inputs)
+    x = keras.layers.Dense(5, activation="relu")(x)
+    x = keras.layers.Lambda(lambda t: 3.0 * t, name="triple")(x)
+    model = keras.Model(inputs, keras.layers.Dense(2)(x))
+    keras_gsmooth.register_rule(keras.layers.Lambda, lambda layer, context: rules.Replacement(rules.clone_layer(layer)))
+    try:
+        smoothed = keras_gsmooth.smooth_model(model, sigma=0.0)
+    finally:
+        rules.unregister_rule(keras.layers.Lambda)
+    assert smoothed.get_layer("triple") is not model.get_layer("triple")
+    x = random_inputs(model)
+    np.testing.assert_allclose(outputs_of(smoothed, x)[0], outputs_of(model, x)[0], rtol=1e-6)
+
+
+def test_a_smoothed_model_is_not_smoothed_again():
+    model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="relu"), keras.layers.Dense(1)])
+    smoothed = keras_gsmooth.smooth_model(model, sigma=0.1)
+    with pytest.raises(ValueError, match="already smoothed.*set_sigma"):
+        keras_gsmooth.smooth_model(smoothed, sigma=0.2)
+    # A plain functional model built from a smoothed model's layers.
+    rebuilt = keras.Model(smoothed.inputs, smoothed.outputs)
+    with pytest.raises(ValueError, match=r"\(SmoothActivation\): a layer of an already smoothed model"):
+        keras_gsmooth.smooth_model(rebuilt, sigma=0.2)
 
 
 def test_max_pooling_opt_in():
