@@ -41,9 +41,12 @@ def smooth_model(
     - Dropout(p): λ·(p/(1−p))‖x‖².
 
     Layers that only ever see raw data (the model's inputs, or tensors
-    computed from them without any weight, such as a Flatten of the input)
-    get no penalty, since smoothing over data adds constants only; weightless
-    layers on raw data (preprocessing) are kept unsmoothed. A non-elementwise
+    computed from them without any trainable weight, such as a Flatten or an
+    adapted Normalization of the input) get no penalty, since smoothing over
+    data adds constants only; layers without trainable weights on raw data
+    (preprocessing such as Rescaling or Normalization, and layers frozen with
+    `trainable = False` when the model is converted) are kept unsmoothed, as
+    fixed functions of the data. A non-elementwise
     activation (softmax) is allowed on output layers only and stays
     unsmoothed, as part of the data loss.
 
@@ -257,7 +260,7 @@ class _GraphConverter:
         layer = call.node.operation
         call_is_raw = all(raw[id(tensor)] for tensor in call.inputs)
         args, kwargs = call.node.arguments.fill_in(tensors)
-        if call_is_raw and not layer.weights:
+        if call_is_raw and not layer.trainable_weights:
             outputs = self._keep_as_preprocessing(layer)(*args, **kwargs)
             outputs_raw = True
         else:
@@ -348,6 +351,11 @@ class _GraphConverter:
             new_layer = replacement if isinstance(replacement, keras.layers.Layer) else replacement.layer
             if original.weights:
                 new_layer.set_weights(original.get_weights())
+                # An adapted preprocessing layer (Normalization, ...) derives
+                # its state from these variables, as after loading a file.
+                finalize_state = getattr(new_layer, "finalize_state", None)
+                if callable(finalize_state):
+                    finalize_state()
 
 
 class _StandIn(keras.layers.Layer):

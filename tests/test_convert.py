@@ -285,6 +285,34 @@ def test_lambda_layers_on_raw_data_and_with_a_rule():
     np.testing.assert_allclose(outputs_of(smoothed, x)[0], outputs_of(model, x)[0], rtol=1e-6)
 
 
+def test_layers_without_trainable_weights_on_raw_data_are_preprocessing():
+    # An adapted Normalization and a frozen Dense(relu) on the inputs are
+    # fixed functions of the data: kept unsmoothed, and the first trainable
+    # layer after them gets no input penalty.
+    rng = np.random.default_rng(3)
+    data = (10.0 * rng.random((32, 6))).astype("float32")
+    normalization = keras.layers.Normalization(name="norm")
+    normalization.adapt(data)
+    frozen = keras.layers.Dense(5, activation="relu", name="frozen")
+    frozen.trainable = False
+    inputs = keras.Input((6,))
+    features = frozen(normalization(inputs))
+    outputs = keras.layers.Dense(2, name="head")(keras.layers.Dense(4, activation="relu", name="hidden")(features))
+    model = keras.Model(inputs, outputs)
+    before = snapshot(model)
+    smoothed = keras_gsmooth.smooth_model(model, sigma=0.5, regularization=1.0)
+    assert_unchanged(model, before)
+    assert not smoothed.get_layer("frozen").trainable
+    assert keras.activations.serialize(smoothed.get_layer("frozen").activation) == "relu"
+    names = [layer.name for layer in smoothed.layers]
+    assert "hidden_input_penalty" not in names and "head_input_penalty" in names
+    feature_model = keras.Model(smoothed.inputs, smoothed.get_layer("frozen").output)
+    original_features = keras.Model(model.inputs, features)
+    np.testing.assert_allclose(outputs_of(feature_model, data)[0], outputs_of(original_features, data)[0], rtol=1e-6)
+    keras_gsmooth.set_sigma(smoothed, 0.0)
+    np.testing.assert_allclose(outputs_of(smoothed, data)[0], outputs_of(model, data)[0], rtol=1e-5, atol=1e-6)
+
+
 def test_a_smoothed_model_is_not_smoothed_again():
     model = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, activation="relu"), keras.layers.Dense(1)])
     smoothed = keras_gsmooth.smooth_model(model, sigma=0.1)
