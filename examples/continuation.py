@@ -28,11 +28,11 @@ import os
 import keras
 
 from keras_gsmooth import schedules
+from keras_gsmooth.experiments import cli
 from keras_gsmooth.experiments import load_dataset
 from keras_gsmooth.experiments import noisy_splits
 from keras_gsmooth.experiments import run_grid
 from keras_gsmooth.experiments import summarize
-from keras_gsmooth.experiments.cli import add_noisy_run_arguments
 from keras_gsmooth.experiments.grid import GridCell
 from keras_gsmooth.experiments.grid import format_table
 from keras_gsmooth.experiments.plots import pyplot
@@ -106,10 +106,10 @@ def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", default="runs/continuation", help="Where the CSV, table and figure go.")
     parser.add_argument("--schedules", nargs="+", choices=SCHEDULES, default=list(SCHEDULES), help="Schedules to compare.")
-    parser.add_argument("--sigma", type=float, default=0.5, help="σ0: the fixed σ and every schedule's start.")
-    parser.add_argument("--learning-rate", type=float, default=0.5, help="GSmoothSGD's learning rate (MSE loss).")
-    parser.add_argument("--regularization", type=float, default=1e-5, help="λ for every penalty.")
-    add_noisy_run_arguments(parser, epochs=8, epochs_help="Epochs (fixed; no early stopping).")
+    parser.add_argument("--sigma", type=cli.non_negative_float, default=0.5, help="σ0: the fixed σ and every schedule's start.")
+    parser.add_argument("--learning-rate", type=cli.positive_float, default=0.5, help="GSmoothSGD's learning rate (MSE loss).")
+    parser.add_argument("--regularization", type=cli.non_negative_float, default=1e-5, help="λ for every penalty.")
+    cli.add_noisy_run_arguments(parser, epochs=8, epochs_help="Epochs (fixed; no early stopping).")
     parser.add_argument("--quick", action="store_true", help="Tiny data, one epoch, two schedules (the smoke test).")
     return parser.parse_args(argv)
 

@@ -32,6 +32,7 @@ import keras_tuner
 import numpy as np
 
 from keras_gsmooth import smooth_model
+from keras_gsmooth.experiments import cli
 from keras_gsmooth.experiments import load_dataset
 from keras_gsmooth.experiments.plots import pyplot
 from keras_gsmooth.experiments.training import fit_and_evaluate
@@ -89,17 +90,17 @@ class SmoothedCNN(keras_tuner.HyperModel):
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", default="runs/search", help="Where the tuner state, CSV and figure go.")
-    parser.add_argument("--sigma", type=float, default=0.1, help="σ of the smoothed CNN.")
+    parser.add_argument("--sigma", type=cli.non_negative_float, default=0.1, help="σ of the smoothed CNN.")
     parser.add_argument("--optimizer", choices=("sgd", "adam"), default="sgd", help="GSmoothSGD or GSmoothAdam.")
-    parser.add_argument("--learning-rates", type=float, nargs="+", default=[1e-1, 1e-2, 1e-3],
+    parser.add_argument("--learning-rates", type=cli.positive_float, nargs="+", default=[1e-1, 1e-2, 1e-3],
                         help="Learning rates of the grid.")
-    parser.add_argument("--regularizations", type=float, nargs="+", default=[1e-3, 1e-5, 1e-7, 1e-9],
+    parser.add_argument("--regularizations", type=cli.non_negative_float, nargs="+", default=[1e-3, 1e-5, 1e-7, 1e-9],
                         help="λ of the grid (one λ for every penalty).")
-    parser.add_argument("--folds", type=int, default=5, help="Cross-validation folds.")
-    parser.add_argument("--epochs", type=int, default=5, help="At most this many epochs per fold (early stopping, patience 2).")
-    parser.add_argument("--batch-size", type=int, default=64, help="Batch size.")
-    parser.add_argument("--train-size", type=int, default=2000, help="Training images searched over.")
-    parser.add_argument("--seed", type=int, default=0, help="Seed of the folds and initial weights.")
+    parser.add_argument("--folds", type=cli.checked_number(int, lambda value: value >= 2, "an integer >= 2"), default=5, help="Cross-validation folds.")
+    parser.add_argument("--epochs", type=cli.positive_int, default=5, help="At most this many epochs per fold (early stopping, patience 2).")
+    parser.add_argument("--batch-size", type=cli.positive_int, default=64, help="Batch size.")
+    parser.add_argument("--train-size", type=cli.positive_int, default=2000, help="Training images searched over.")
+    parser.add_argument("--seed", type=cli.non_negative_int, default=0, help="Seed of the folds and initial weights.")
     parser.add_argument("--verbose", type=int, default=0, choices=(0, 1, 2), help="Keras verbosity of each fit.")
     parser.add_argument("--quick", action="store_true", help="Tiny data, 2 folds, a 2-point grid, one epoch (the smoke test).")
     return parser.parse_args(argv)

@@ -27,11 +27,11 @@ import os
 import keras
 
 from keras_gsmooth import smooth_model
+from keras_gsmooth.experiments import cli
 from keras_gsmooth.experiments import load_dataset
 from keras_gsmooth.experiments import noisy_splits
 from keras_gsmooth.experiments import run_grid
 from keras_gsmooth.experiments import summarize
-from keras_gsmooth.experiments.cli import add_noisy_run_arguments
 from keras_gsmooth.experiments.grid import GridCell
 from keras_gsmooth.experiments.grid import format_table
 from keras_gsmooth.experiments.plots import pyplot
@@ -89,11 +89,11 @@ class SmoothingExperiment:
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", default="runs/montecarlo", help="Where the CSV, table and figure go.")
-    parser.add_argument("--sigmas", type=float, nargs="+", default=[0.01, 0.1], help="σ of both smoothings.")
-    parser.add_argument("--samples", type=int, nargs="+", default=[1, 4], help="Monte-Carlo samples K per step.")
-    parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam's learning rate.")
-    parser.add_argument("--regularization", type=float, default=1e-5, help="λ of the explicit smoothing.")
-    add_noisy_run_arguments(parser, epochs=5, epochs_help="Epochs (fixed).")
+    parser.add_argument("--sigmas", type=cli.non_negative_float, nargs="+", default=[0.01, 0.1], help="σ of both smoothings.")
+    parser.add_argument("--samples", type=cli.positive_int, nargs="+", default=[1, 4], help="Monte-Carlo samples K per step.")
+    parser.add_argument("--learning-rate", type=cli.positive_float, default=1e-3, help="Adam's learning rate.")
+    parser.add_argument("--regularization", type=cli.non_negative_float, default=1e-5, help="λ of the explicit smoothing.")
+    cli.add_noisy_run_arguments(parser, epochs=5, epochs_help="Epochs (fixed).")
     parser.add_argument("--quick", action="store_true", help="Tiny data, one epoch, one σ and K = 1 (the smoke test).")
     return parser.parse_args(argv)
 

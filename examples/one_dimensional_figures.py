@@ -30,6 +30,7 @@ import os
 
 import numpy as np
 
+from keras_gsmooth.experiments import cli
 from keras_gsmooth.experiments.plots import pyplot
 
 
@@ -111,11 +112,11 @@ def parse_args(argv=None):
     parser.add_argument("--output-dir", default="runs/one_dimensional", help="Where the figures and CSVs go.")
     parser.add_argument("--fig1-coefficients", type=float, nargs=5, default=[0.25, -2.0, -5.0, 6.0, 0.0],
                         help="Figure 1's quartic, highest degree first (plus sin(10x)).")
-    parser.add_argument("--continuation", type=float, nargs="+", default=[1.0, 0.5, 0.25, 0.0],
+    parser.add_argument("--continuation", type=cli.non_negative_float, nargs="+", default=[1.0, 0.5, 0.25, 0.0],
                         help="Figure 2's σ stages of GSmoothSGD.")
-    parser.add_argument("--starts", type=int, default=601, help="Number of starting points in [-3, 3].")
-    parser.add_argument("--steps", type=int, default=2000, help="Gradient steps per σ stage.")
-    parser.add_argument("--learning-rate", type=float, default=0.005, help="The step size.")
+    parser.add_argument("--starts", type=cli.positive_int, default=601, help="Number of starting points in [-3, 3].")
+    parser.add_argument("--steps", type=cli.positive_int, default=2000, help="Gradient steps per σ stage.")
+    parser.add_argument("--learning-rate", type=cli.positive_float, default=0.005, help="The step size.")
     parser.add_argument("--quick", action="store_true", help="Few starts and steps (the smoke test).")
     return parser.parse_args(argv)
 

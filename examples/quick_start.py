@@ -18,6 +18,7 @@ import os
 import keras
 
 import keras_gsmooth
+from keras_gsmooth.experiments import cli
 from keras_gsmooth.experiments import load_dataset
 from keras_gsmooth.experiments import noisy_splits
 from keras_gsmooth.experiments.plots import pyplot
@@ -27,14 +28,14 @@ from keras_gsmooth.experiments.training import fit_and_evaluate
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--output-dir", default="runs/quick_start", help="Where the CSV and the figure go.")
-    parser.add_argument("--sigma", type=float, default=0.1, help="The smoothing radius σ.")
-    parser.add_argument("--regularization", type=float, default=1e-5, help="The penalty weight λ.")
-    parser.add_argument("--learning-rate", type=float, default=1e-3, help="Adam's learning rate.")
-    parser.add_argument("--input-noise", type=float, default=0.5, help="sd of the noise on training images.")
-    parser.add_argument("--label-noise", type=float, default=0.2, help="Fraction of training labels changed.")
-    parser.add_argument("--epochs", type=int, default=10, help="At most this many epochs (early stopping, patience 2).")
-    parser.add_argument("--batch-size", type=int, default=64, help="Batch size.")
-    parser.add_argument("--seed", type=int, default=0, help="Seed of the noise and the initial weights.")
+    parser.add_argument("--sigma", type=cli.non_negative_float, default=0.1, help="The smoothing radius σ.")
+    parser.add_argument("--regularization", type=cli.non_negative_float, default=1e-5, help="The penalty weight λ.")
+    parser.add_argument("--learning-rate", type=cli.positive_float, default=1e-3, help="Adam's learning rate.")
+    parser.add_argument("--input-noise", type=cli.non_negative_float, default=0.5, help="sd of the noise on training images.")
+    parser.add_argument("--label-noise", type=cli.fraction, default=0.2, help="Fraction of training labels changed.")
+    parser.add_argument("--epochs", type=cli.positive_int, default=10, help="At most this many epochs (early stopping, patience 2).")
+    parser.add_argument("--batch-size", type=cli.positive_int, default=64, help="Batch size.")
+    parser.add_argument("--seed", type=cli.non_negative_int, default=0, help="Seed of the noise and the initial weights.")
     parser.add_argument("--quick", action="store_true", help="Tiny data and one epoch (the smoke test).")
     return parser.parse_args(argv)
 

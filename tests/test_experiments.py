@@ -1,5 +1,6 @@
 """Tests of the experiment machinery: data, noise, the grid runner, the main-job CLI."""
 
+import argparse
 import csv
 import dataclasses
 import os
@@ -256,6 +257,44 @@ def test_main_job_rejects_bad_options(capsys):
     assert "--learning-rates" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli.main(["--shard", "2/2"])
+
+
+@pytest.mark.parametrize(
+    "option, value, requirement",
+    [
+        ("--sigmas", "-1", "a finite number >= 0"),
+        ("--input-noise", "nan", "a finite number >= 0"),
+        ("--label-noise", "1.5", "a fraction in [0, 1]"),
+        ("--validation-fraction", "1", "a fraction in (0, 1)"),
+        ("--train-size", "-5", "an integer >= 0"),
+        ("--epochs", "0", "an integer >= 1"),
+        ("--batch-size", "0", "an integer >= 1"),
+        ("--patience", "two", "an integer >= 0"),
+        ("--seeds", "-3", "an integer >= 0"),
+        ("--learning-rates", "inf", "not 'paper', a rate"),
+        ("--regularization=-1e-5", None, "finite float >= 0"),
+    ],
+)
+def test_main_job_refuses_bad_values_before_running(option, value, requirement, capsys, monkeypatch):
+    monkeypatch.setattr(cli, "run", lambda *args: pytest.fail("a grid ran with a bad option"))
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main([option] if value is None else [option, value])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert option.split("=")[0] in error and requirement in error
+
+
+def test_example_parsers_check_their_values(capsys):
+    parser = argparse.ArgumentParser()
+    cli.add_noisy_run_arguments(parser, epochs=3, epochs_help="Epochs.")
+    assert parser.parse_args([]).epochs == 3
+    for bad in (["--epochs", "0"], ["--label-noise", "-0.1"], ["--train-size", "0"]):
+        with pytest.raises(SystemExit):
+            parser.parse_args(bad)
+    folds = cli.checked_number(int, lambda value: value >= 2, "an integer >= 2")
+    assert folds("3") == 3
+    with pytest.raises(argparse.ArgumentTypeError, match="'1' is not an integer >= 2"):
+        folds("1")
 
 
 def test_quick_mode_runs_the_main_job_defaults(tmp_path):

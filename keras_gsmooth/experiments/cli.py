@@ -16,6 +16,7 @@ that rate.
 
 import argparse
 import itertools
+import math
 import os
 import sys
 
@@ -105,7 +106,7 @@ def _check_learning_rate_tokens(tokens) -> list:
     for token in tokens:
         name, _, value = token.rpartition(":")
         try:
-            ok = token == "paper" or (name in ("", *OPTIMIZERS) and float(value) > 0)
+            ok = token == "paper" or (name in ("", *OPTIMIZERS) and 0 < float(value) < math.inf)
         except ValueError:
             ok = False
         if not ok:
@@ -207,8 +208,45 @@ def report(rows, output_dir: str, with_paper: bool, extra_metrics: tuple = ()) -
     return text
 
 
-def _floats(text: str) -> float:
-    return float(text)
+def checked_number(kind: type, accept, requirement: str):
+    """An argparse `type` that converts with `kind` and refuses values `accept` rejects.
+
+    Args:
+        kind: `int` or `float`.
+        accept: A function `value -> bool`.
+        requirement: What a valid value is, for the error message
+            (`"an integer >= 1"`).
+
+    Returns:
+        A function `text -> value` that raises `argparse.ArgumentTypeError`
+        (which argparse reports with the option's name) on a bad value.
+
+    Example:
+
+    ```python
+    parser.add_argument("--folds", type=checked_number(int, lambda v: v >= 2, "an integer >= 2"))
+    ```
+    """
+
+    def convert(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not accept(value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {requirement}")
+        return value
+
+    convert.__name__ = requirement
+    return convert
+
+
+positive_int = checked_number(int, lambda value: value >= 1, "an integer >= 1")
+non_negative_int = checked_number(int, lambda value: value >= 0, "an integer >= 0")
+positive_float = checked_number(float, lambda value: 0 < value < math.inf, "a finite number > 0")
+non_negative_float = checked_number(float, lambda value: 0 <= value < math.inf, "a finite number >= 0")
+fraction = checked_number(float, lambda value: 0 <= value <= 1, "a fraction in [0, 1]")
+open_fraction = checked_number(float, lambda value: 0 < value < 1, "a fraction in (0, 1)")
 
 
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -225,22 +263,22 @@ def build_parser(defaults: dict, prog: str | None = None, description: str = __d
         "mnist / cifar10: keras.datasets (download or Keras cache).")
     add("--no-fallback", action="store_true", help="Fail instead of falling back to the bundled sample when "
         "MNIST cannot be loaded (the fallback is always printed and recorded in the CSV).")
-    add("--train-size", type=int, help="Use this many training images (before the validation split); 0: all.")
-    add("--test-size", type=int, help="Use this many test images; 0: all.")
-    add("--validation-fraction", type=float, default=0.1,
+    add("--train-size", type=non_negative_int, help="Use this many training images (before the validation split); 0: all.")
+    add("--test-size", type=non_negative_int, help="Use this many test images; 0: all.")
+    add("--validation-fraction", type=open_fraction, default=0.1,
         help="Fraction of the training data held out (per class) for early stopping.")
-    add("--input-noise", type=_floats, nargs="+", help="Standard deviations of the Gaussian noise on training images.")
-    add("--label-noise", type=_floats, nargs="+", help="Fractions of training labels changed to another class.")
+    add("--input-noise", type=non_negative_float, nargs="+", help="Standard deviations of the Gaussian noise on training images.")
+    add("--label-noise", type=fraction, nargs="+", help="Fractions of training labels changed to another class.")
     add("--optimizers", nargs="+", choices=OPTIMIZERS, help="Optimizers (on σ > 0: GSmoothSGD / GSmoothAdam).")
-    add("--sigmas", type=_floats, nargs="+", help="Smoothing radii σ; 0 is the plain CNN.")
+    add("--sigmas", type=non_negative_float, nargs="+", help="Smoothing radii σ; 0 is the plain CNN.")
     add("--learning-rates", nargs="+", type=str,
         help="Learning rates: 'paper' (Table 6, per optimizer and σ), a rate for every optimizer (0.01), "
         "or optimizer:rate (sgd:0.05). Several make a grid; the report picks the best per σ on validation.")
     add("--regularization", help="λ: a float for every penalty, or 'paper' for Table 6's per-layer λ.")
-    add("--seeds", type=int, nargs="+", help="Seeds (noise, initial weights, batch order); the report gives mean ± sd.")
-    add("--batch-size", type=int, help="Batch size (the paper used 1).")
-    add("--epochs", type=int, help="At most this many epochs (the paper: 25).")
-    add("--patience", type=int, help="Early-stopping patience on the validation loss (the paper: 2).")
+    add("--seeds", type=non_negative_int, nargs="+", help="Seeds (noise, initial weights, batch order); the report gives mean ± sd.")
+    add("--batch-size", type=positive_int, help="Batch size (the paper used 1).")
+    add("--epochs", type=positive_int, help="At most this many epochs (the paper: 25).")
+    add("--patience", type=non_negative_int, help="Early-stopping patience on the validation loss (the paper: 2).")
     add("--loss", choices=LOSSES, help="mse on one-hot labels (the paper) or crossentropy.")
     add("--shard", default="0/1",
         help="Run shard k of n (zero-based, e.g. $SLURM_ARRAY_TASK_ID/n); each shard writes its own CSV. "
@@ -260,12 +298,12 @@ def add_noisy_run_arguments(parser: argparse.ArgumentParser, epochs: int, epochs
         epochs_help: How the example uses `--epochs` (fixed or early-stopped).
     """
     add = parser.add_argument
-    add("--epochs", type=int, default=epochs, help=epochs_help)
-    add("--batch-size", type=int, default=64, help="Batch size.")
-    add("--input-noise", type=float, default=0.5, help="sd of the noise on training images.")
-    add("--label-noise", type=float, default=0.2, help="Fraction of training labels changed.")
-    add("--train-size", type=int, default=2000, help="Training images (before the validation split).")
-    add("--seeds", type=int, nargs="+", default=[0, 1], help="Seeds; the table gives mean ± sd.")
+    add("--epochs", type=positive_int, default=epochs, help=epochs_help)
+    add("--batch-size", type=positive_int, default=64, help="Batch size.")
+    add("--input-noise", type=non_negative_float, default=0.5, help="sd of the noise on training images.")
+    add("--label-noise", type=fraction, default=0.2, help="Fraction of training labels changed.")
+    add("--train-size", type=positive_int, default=2000, help="Training images (before the validation split).")
+    add("--seeds", type=non_negative_int, nargs="+", default=[0, 1], help="Seeds; the table gives mean ± sd.")
     add("--verbose", type=int, default=1, choices=(0, 1, 2), help="Keras verbosity of each run.")
 
 
@@ -300,9 +338,11 @@ def grid_from_args(args) -> tuple:
     _check_learning_rate_tokens(args.learning_rates)
     if args.regularization != "paper":
         try:
-            float(args.regularization)
+            regularization = float(args.regularization)
         except ValueError:
-            raise ValueError(f"--regularization must be a float or 'paper'. Received: {args.regularization!r}")
+            regularization = None
+        if regularization is None or not (math.isfinite(regularization) and regularization >= 0):
+            raise ValueError(f"--regularization must be a finite float >= 0 or 'paper'. Received: {args.regularization!r}")
     k, n = parse_shard(args.shard)
     cells = shard_cells(build_cells(args), k, n)
     name = "results.csv" if n == 1 else f"results-shard-{k}-of-{n}.csv"
