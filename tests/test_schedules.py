@@ -76,6 +76,8 @@ def test_schedules_round_trip_through_keras_serialization(schedule):
     assert keras.saving.serialize_keras_object(restored) == config
     np.testing.assert_array_equal(_values(restored), _values(schedule))
     assert schedules.get(config).get_config() == schedule.get_config()
+    short = {"class_name": type(schedule).__name__, "config": config["config"]}
+    assert schedules.get(short).get_config() == schedule.get_config()
 
 
 def test_lambda_schedule_loads_only_outside_safe_mode():

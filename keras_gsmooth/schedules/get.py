@@ -8,6 +8,16 @@ from keras_gsmooth.schedules.base import Constant
 from keras_gsmooth.schedules.base import SigmaSchedule
 from keras_gsmooth.schedules.base import validate_schedule
 from keras_gsmooth.schedules.callable import Callable
+from keras_gsmooth.schedules.decay import CosineDecay
+from keras_gsmooth.schedules.decay import ExponentialDecay
+from keras_gsmooth.schedules.decay import InverseTimeDecay
+from keras_gsmooth.schedules.decay import PiecewiseConstant
+
+# Short class names a config may use, as Keras's own schedules allow.
+_SCHEDULE_CLASSES = {
+    schedule.__name__: schedule
+    for schedule in (Constant, Callable, PiecewiseConstant, ExponentialDecay, InverseTimeDecay, CosineDecay)
+}
 
 
 def get(identifier) -> SigmaSchedule:
@@ -16,8 +26,9 @@ def get(identifier) -> SigmaSchedule:
     Args:
         identifier: A float `>= 0` (a `Constant` schedule), a
             `SigmaSchedule`, a serialized schedule (a dict from
-            `keras.saving.serialize_keras_object`), or a plain callable
-            `step -> σ` (wrapped in `Callable`).
+            `keras.saving.serialize_keras_object`, or the short form
+            `{"class_name": "ExponentialDecay", "config": {...}}`), or a
+            plain callable `step -> σ` (wrapped in `Callable`).
 
     Returns:
         A validated `SigmaSchedule`.
@@ -29,7 +40,7 @@ def get(identifier) -> SigmaSchedule:
     if isinstance(identifier, Real) and not isinstance(identifier, bool):
         return Constant(identifier)
     if isinstance(identifier, dict):
-        identifier = keras.saving.deserialize_keras_object(identifier)
+        identifier = keras.saving.deserialize_keras_object(identifier, custom_objects=_SCHEDULE_CLASSES)
     if callable(identifier) and not isinstance(identifier, SigmaSchedule):
         identifier = Callable(identifier)
     if isinstance(identifier, SigmaSchedule):
