@@ -228,16 +228,27 @@ def activation_rule(layer: keras.layers.Layer, context: RuleContext) -> Replacem
     )
 
 
-def dropout_rule(layer: keras.layers.Dropout, context: RuleContext) -> Replacement:
-    """Dropout(p) → identity with the penalty (p/(1−p))‖x‖² (Keras's inverted dropout)."""
+def dropout_rule(layer: keras.layers.Layer, context: RuleContext) -> Replacement:
+    """Dropout(p) → identity with the penalty (p/(1−p))‖x‖² (Keras's inverted dropout).
+
+    The penalty is the expectation of ‖noise(x) − x‖² over the layer's noise,
+    a sum of one term per unit, so masks shared across positions
+    (`SpatialDropout1D/2D/3D`) give the same value; `GaussianDropout(p)`
+    multiplies by noise of mean 1 and variance p/(1−p), which gives it too.
+    """
     penalty = None
     if context.penalized:
         penalty = regularizers.DropoutInputPenalty(layer.rate, context.regularization)
     return Replacement(InputPenalty(activity_regularizer=penalty, name=layer.name))
 
 
+def additive_noise_rule(layer: keras.layers.GaussianNoise, context: RuleContext) -> Replacement:
+    """GaussianNoise → identity: additive noise adds only a constant to the expected ‖noise(x) − x‖²."""
+    return Replacement(keras.layers.Identity(name=layer.name))
+
+
 def structural_rule(layer: keras.layers.Layer, context: RuleContext) -> Replacement:
-    """Linear layers without weights (pooling by averaging, reshapes, merges): unchanged."""
+    """Linear or affine layers without weights (pooling by averaging, reshapes, merges, upsampling, rescaling): unchanged."""
     return Replacement(clone_layer(layer))
 
 
@@ -370,7 +381,14 @@ def _register_builtin_rules():
             keras.layers.ELU,
             keras.layers.Softmax,
         ],
-        dropout_rule: [keras.layers.Dropout],
+        dropout_rule: [
+            keras.layers.Dropout,
+            keras.layers.SpatialDropout1D,
+            keras.layers.SpatialDropout2D,
+            keras.layers.SpatialDropout3D,
+            keras.layers.GaussianDropout,
+        ],
+        additive_noise_rule: [keras.layers.GaussianNoise],
         average_pooling_rule: [keras.layers.AveragePooling1D, keras.layers.AveragePooling2D, keras.layers.AveragePooling3D],
         structural_rule: [
             layers.AveragePooling1D,
@@ -393,6 +411,11 @@ def _register_builtin_rules():
             keras.layers.Cropping1D,
             keras.layers.Cropping2D,
             keras.layers.Cropping3D,
+            keras.layers.UpSampling1D,
+            keras.layers.UpSampling2D,
+            keras.layers.UpSampling3D,
+            keras.layers.RepeatVector,
+            keras.layers.Rescaling,
         ],
         max_pooling_rule: [
             keras.layers.MaxPooling1D,

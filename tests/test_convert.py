@@ -139,6 +139,30 @@ def test_sequential_with_fused_activations_and_dropout():
     np.testing.assert_allclose(total_penalty(smoothed, x), 0.1 * (0.25 / 0.75) * (hidden**2).sum() / 4, rtol=1e-5)
 
 
+def test_noise_layers_and_weightless_linear_layers():
+    # Spatial and Gaussian dropout carry dropout's penalty (p/(1-p))·‖x‖²;
+    # GaussianNoise, UpSampling, RepeatVector and Rescaling add constants only.
+    inputs = keras.Input((6, 6, 2))
+    x = keras.layers.Conv2D(3, 3, activation="relu", name="conv")(inputs)
+    x = keras.layers.SpatialDropout2D(0.2, name="spatial")(x)
+    x = keras.layers.UpSampling2D(2, interpolation="bilinear", name="up")(x)
+    x = keras.layers.Rescaling(0.5, offset=0.1, name="rescale")(x)
+    x = keras.layers.GaussianNoise(0.3, name="noise")(x)
+    x = keras.layers.Flatten(name="flat")(x)
+    x = keras.layers.GaussianDropout(0.4, name="gaussian")(x)
+    x = keras.layers.RepeatVector(2, name="repeat")(keras.layers.Dense(3, name="dense")(x))
+    model = keras.Model(inputs, keras.layers.Flatten(name="out")(x))
+    regularization = {"spatial": 0.5, "gaussian": 2.0}
+    smoothed = keras_gsmooth.smooth_model(model, sigma=0.0, regularization=regularization)
+    data = random_inputs(model, batch=3)
+    np.testing.assert_allclose(outputs_of(smoothed, data)[0], outputs_of(model, data)[0], rtol=1e-5, atol=1e-6)
+    assert isinstance(smoothed.get_layer("noise"), keras.layers.Identity)
+    conv = keras.ops.convert_to_numpy(keras.Model(smoothed.inputs, smoothed.get_layer("spatial").output)(data[0]))
+    flat = keras.ops.convert_to_numpy(keras.Model(smoothed.inputs, smoothed.get_layer("flat").output)(data[0]))
+    expected = 0.5 * (0.2 / 0.8) * (conv**2).sum() / 3 + 2.0 * (0.4 / 0.6) * (flat**2).sum() / 3
+    np.testing.assert_allclose(total_penalty(smoothed, data), expected, rtol=1e-5)
+
+
 def functional_zoo():
     """Models covering residual Add, nested, shared layer, multi-io, Conv1D/3D, padding and strides."""
     a = keras.Input((8,), name="a")
