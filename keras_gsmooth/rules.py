@@ -248,7 +248,11 @@ def additive_noise_rule(layer: keras.layers.GaussianNoise, context: RuleContext)
 
 
 def structural_rule(layer: keras.layers.Layer, context: RuleContext) -> Replacement:
-    """Linear or affine layers without weights (pooling by averaging, reshapes, merges, upsampling, rescaling): unchanged."""
+    """Fixed linear or affine layers (pooling by averaging, reshapes, merges, upsampling, rescaling, normalization): unchanged.
+
+    None has a trainable weight (a Normalization's statistics are fixed once
+    adapted), so smoothing with respect to its input adds constants only.
+    """
     return Replacement(clone_layer(layer))
 
 
@@ -416,6 +420,7 @@ def _register_builtin_rules():
             keras.layers.UpSampling3D,
             keras.layers.RepeatVector,
             keras.layers.Rescaling,
+            keras.layers.Normalization,
         ],
         max_pooling_rule: [
             keras.layers.MaxPooling1D,

@@ -141,7 +141,8 @@ def test_sequential_with_fused_activations_and_dropout():
 
 def test_noise_layers_and_weightless_linear_layers():
     # Spatial and Gaussian dropout carry dropout's penalty (p/(1-p))·‖x‖²;
-    # GaussianNoise, UpSampling, RepeatVector and Rescaling add constants only.
+    # GaussianNoise, UpSampling, Rescaling, an adapted Normalization and
+    # RepeatVector add constants only.
     inputs = keras.Input((6, 6, 2))
     x = keras.layers.Conv2D(3, 3, activation="relu", name="conv")(inputs)
     x = keras.layers.SpatialDropout2D(0.2, name="spatial")(x)
@@ -150,7 +151,10 @@ def test_noise_layers_and_weightless_linear_layers():
     x = keras.layers.GaussianNoise(0.3, name="noise")(x)
     x = keras.layers.Flatten(name="flat")(x)
     x = keras.layers.GaussianDropout(0.4, name="gaussian")(x)
-    x = keras.layers.RepeatVector(2, name="repeat")(keras.layers.Dense(3, name="dense")(x))
+    normalization = keras.layers.Normalization(name="normalization")
+    normalization.adapt(np.random.default_rng(0).normal(2.0, 3.0, size=(16, 3)).astype("float32"))
+    x = normalization(keras.layers.Dense(3, name="dense")(x))
+    x = keras.layers.RepeatVector(2, name="repeat")(x)
     model = keras.Model(inputs, keras.layers.Flatten(name="out")(x))
     regularization = {"spatial": 0.5, "gaussian": 2.0}
     smoothed = keras_gsmooth.smooth_model(model, sigma=0.0, regularization=regularization)
