@@ -171,8 +171,17 @@ def dense_rule(layer: keras.layers.Dense, context: RuleContext) -> Replacement:
     return Replacement(clone_layer(layer, **overrides), input_penalty, activation)
 
 
+_DEPTHWISE_CONVOLUTIONS = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
+
+
 def conv_rule(layer: keras.layers.Layer, context: RuleContext) -> Replacement:
-    """Conv1D/2D/3D: kernel penalty weighted by tap counts N_i, input penalty by coverage counts."""
+    """Conv1D/2D/3D and DepthwiseConv1D/2D: kernel penalty weighted by tap counts N_i, input penalty by coverage counts.
+
+    Each input channel feeds `filters // groups` output channels of a
+    convolution, and `depth_multiplier` of a depthwise one (a convolution
+    with one group per input channel); that number multiplies the input
+    penalty.
+    """
     overrides, activation = _split_activation(layer, context)
     input_penalty = None
     if context.penalized:
@@ -192,8 +201,12 @@ def conv_rule(layer: keras.layers.Layer, context: RuleContext) -> Replacement:
             dilation_rate=layer.dilation_rate,
             data_format=layer.data_format,
         )
-        overrides["kernel_regularizer"] = _with_extra_regularizer(
-            layer.kernel_regularizer,
+        if isinstance(layer, _DEPTHWISE_CONVOLUTIONS):
+            kernel_argument, outputs_per_input_channel = "depthwise_regularizer", layer.depth_multiplier
+        else:
+            kernel_argument, outputs_per_input_channel = "kernel_regularizer", layer.filters // layer.groups
+        overrides[kernel_argument] = _with_extra_regularizer(
+            getattr(layer, kernel_argument),
             regularizers.ConvKernelPenalty(
                 spatial_shape,
                 regularization=context.regularization * context.penalized_calls,
@@ -201,7 +214,7 @@ def conv_rule(layer: keras.layers.Layer, context: RuleContext) -> Replacement:
             ),
         )
         input_penalty = regularizers.ConvInputPenalty(
-            layer.filters // layer.groups,
+            outputs_per_input_channel,
             layer.kernel_size,
             regularization=context.regularization,
             **geometry,
@@ -377,7 +390,13 @@ def get_rule(layer: keras.layers.Layer) -> Rule:
 def _register_builtin_rules():
     builtin = {
         dense_rule: [keras.layers.Dense],
-        conv_rule: [keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D],
+        conv_rule: [
+            keras.layers.Conv1D,
+            keras.layers.Conv2D,
+            keras.layers.Conv3D,
+            keras.layers.DepthwiseConv1D,
+            keras.layers.DepthwiseConv2D,
+        ],
         activation_rule: [
             keras.layers.Activation,
             keras.layers.ReLU,

@@ -167,6 +167,34 @@ def test_noise_layers_and_weightless_linear_layers():
     np.testing.assert_allclose(total_penalty(smoothed, data), expected, rtol=1e-5)
 
 
+@pytest.mark.parametrize("rank", [1, 2])
+def test_depthwise_convolution_has_the_penalties_of_its_grouped_convolution(rank):
+    # DepthwiseConv(k, depth_multiplier=m) on C channels is Conv(C·m, k,
+    # groups=C) with the kernel reshaped; the smoothed models must agree.
+    depthwise_class = keras.layers.DepthwiseConv1D if rank == 1 else keras.layers.DepthwiseConv2D
+    conv_class = keras.layers.Conv1D if rank == 1 else keras.layers.Conv2D
+    geometry = dict(kernel_size=3, strides=2, padding="same", activation="relu", name="dw")
+
+    def build(layer):
+        inputs = keras.Input((7,) * rank + (3,))
+        features = conv_class(3, 2, name="first")(inputs)
+        return keras.Model(inputs, keras.layers.Dense(1, name="out")(keras.layers.Flatten()(layer(features))))
+
+    depthwise = build(depthwise_class(depth_multiplier=2, **geometry))
+    grouped = build(conv_class(6, groups=3, **geometry))
+    kernel, bias = depthwise.get_layer("dw").get_weights()
+    grouped.get_layer("first").set_weights(depthwise.get_layer("first").get_weights())
+    grouped.get_layer("dw").set_weights([kernel.reshape(kernel.shape[:-2] + (1, 6)), bias])
+    grouped.get_layer("out").set_weights(depthwise.get_layer("out").get_weights())
+    x = random_inputs(depthwise, batch=3)
+    np.testing.assert_allclose(outputs_of(grouped, x)[0], outputs_of(depthwise, x)[0], rtol=1e-5, atol=1e-6)
+    smoothed = [keras_gsmooth.smooth_model(m, sigma=0.4, regularization={"dw": 1.0}) for m in (depthwise, grouped)]
+    assert smoothed[0].get_layer("dw").depthwise_regularizer is not None
+    np.testing.assert_allclose(outputs_of(smoothed[0], x)[0], outputs_of(smoothed[1], x)[0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(total_penalty(smoothed[0], x), total_penalty(smoothed[1], x), rtol=1e-5)
+    assert total_penalty(smoothed[0], x) > 0
+
+
 def functional_zoo():
     """Models covering residual Add, nested, shared layer, multi-io, Conv1D/3D, padding and strides."""
     a = keras.Input((8,), name="a")
