@@ -18,6 +18,7 @@ import keras
 from keras_gsmooth import activations
 from keras_gsmooth import layers
 from keras_gsmooth import regularizers
+from keras_gsmooth.activations import quadrature
 from keras_gsmooth.activations.base import keras_activation_name
 from keras_gsmooth.layers import InputPenalty
 from keras_gsmooth.layers import SmoothActivation
@@ -90,9 +91,13 @@ def clone_layer(layer: keras.layers.Layer, **config_overrides) -> keras.layers.L
     A `Lambda` layer is cloned with its Python function: the configuration
     comes from the live layer in this process, not from a file, so Keras's
     safe mode (which refuses to load Python code from saved models) does not
-    apply.
+    apply. For the same reason a layer's activation function is passed on
+    as the function itself, so a user function that is not registered for
+    serialization (or a lambda) is kept.
     """
     config = layer.get_config()
+    if "activation" in config and callable(getattr(layer, "activation", None)):
+        config["activation"] = layer.activation
     config.update(config_overrides)
     if isinstance(layer, keras.layers.Lambda):
         return layer.__class__.from_config(config, safe_mode=False)
@@ -104,10 +109,15 @@ def _is_linear(activation) -> bool:
 
 
 def _is_elementwise(activation) -> bool:
-    """Whether a Keras activation (name or function) acts element by element."""
-    if isinstance(activation, functools.partial):
-        activation = activation.func
-    name = activation if isinstance(activation, str) else keras_activation_name(activation)
+    """Whether an activation (a Keras name or function, or any callable) acts element by element.
+
+    Keras's activations are known by name; any other callable is probed
+    (`activations.quadrature.is_elementwise`).
+    """
+    function = activation.func if isinstance(activation, functools.partial) else activation
+    name = function if isinstance(function, str) else keras_activation_name(function)
+    if name is None:
+        return quadrature.is_elementwise(activation)
     return name not in activations.NON_ELEMENTWISE
 
 
@@ -130,6 +140,14 @@ def activation_of_layer(layer: keras.layers.Layer):
     raise UnsupportedLayer("it is not one of the activation layers this rule knows")
 
 
+def _activation_name(activation) -> str:
+    """The name of an activation: a Keras name, or the callable's own name."""
+    if isinstance(activation, str):
+        return activation
+    function = activation.func if isinstance(activation, functools.partial) else activation
+    return keras_activation_name(function) or getattr(function, "__name__", repr(function))
+
+
 def _split_activation(layer, context) -> tuple:
     """Splits a fused activation off `layer`: (config overrides, SmoothActivation or None)."""
     activation = getattr(layer, "activation", None)
@@ -140,7 +158,7 @@ def _split_activation(layer, context) -> tuple:
             # A final softmax stays part of the data loss, unsmoothed.
             return {}, None
         raise UnsupportedLayer(
-            f"its activation {keras.activations.serialize(activation)!r} is not "
+            f"its activation {_activation_name(activation)!r} is not "
             "elementwise; only a model's output layer may keep a "
             "non-elementwise activation (it then stays unsmoothed)"
         )

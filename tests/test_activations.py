@@ -455,6 +455,28 @@ def test_non_elementwise_activations_are_refused(name):
         activations.get(getattr(keras.activations, name))
 
 
+def _centered(x):
+    return x - ops.mean(x, axis=-1, keepdims=True)
+
+
+@pytest.mark.parametrize("function", [_centered, "softmax", lambda x: x[..., :1]], ids=["centering", "softmax", "slice"])
+def test_quadrature_refuses_functions_that_are_not_elementwise(function):
+    # They would be smoothed unit by unit without any error otherwise.
+    with pytest.raises(ValueError, match="is not elementwise"):
+        activations.GaussHermite(function)
+    if callable(function):
+        with pytest.raises(ValueError, match="is not elementwise"):
+            activations.get(function)
+
+
+def test_quadrature_says_when_a_function_cannot_be_probed():
+    def needs_four_columns(x):
+        return ops.reshape(x, (-1, 4))
+
+    with pytest.raises(ValueError, match="could not evaluate `function`"):
+        activations.GaussHermite(needs_four_columns)
+
+
 def test_bad_identifiers_and_arguments_are_refused():
     with pytest.raises(ValueError, match="unknown activation 'relu7'"):
         activations.get("relu7")

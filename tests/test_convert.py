@@ -380,6 +380,31 @@ def test_a_smoothed_model_is_not_smoothed_again():
         keras_gsmooth.smooth_model(rebuilt, sigma=0.2)
 
 
+def _centered(x):
+    return x - keras.ops.mean(x, axis=-1, keepdims=True)
+
+
+def _cube(x):
+    return x * x * x
+
+
+def test_user_activation_functions_are_probed_and_kept_where_they_belong():
+    # Unregistered user functions: an elementwise one is smoothed anywhere; a
+    # non-elementwise one is refused in a hidden layer and kept, unsmoothed,
+    # on the output layer.
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(3, activation=_cube, name="cubed")(inputs)
+    model = keras.Model(inputs, keras.layers.Dense(2, activation=_centered, name="out")(hidden))
+    smoothed = keras_gsmooth.smooth_model(model, sigma=0.0)
+    assert isinstance(smoothed.get_layer("cubed_activation").activation, keras_gsmooth.activations.GaussHermite)
+    assert smoothed.get_layer("out").activation is _centered
+    x = random_inputs(model)
+    np.testing.assert_allclose(outputs_of(smoothed, x)[0], outputs_of(model, x)[0], rtol=1e-5, atol=1e-6)
+    inner = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Dense(3, activation=_centered, name="centered")(inputs)))
+    with pytest.raises(ValueError, match=r"centered \(Dense\): its activation '_centered' is not elementwise"):
+        keras_gsmooth.smooth_model(inner, sigma=0.1)
+
+
 def test_max_pooling_opt_in():
     inputs = keras.Input((8, 8, 1))
     x = keras.layers.Conv2D(2, 3, name="c")(inputs)

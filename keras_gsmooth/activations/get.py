@@ -51,7 +51,8 @@ def get(identifier) -> SmoothedActivation:
               one of the extras `"abs"`, `"erf"`, `"sin"`, `"cos"`;
             - a Keras activation function (`keras.activations.relu`), or a
               `functools.partial` of one with its keyword options;
-            - any other elementwise callable (smoothed by Gauss–Hermite);
+            - any other elementwise callable (smoothed by Gauss–Hermite;
+              checked on probe values, see `GaussHermite`);
             - a serialized smoothed activation (a config dict);
             - a `SmoothedActivation` (returned as is);
             - `None` (the identity, as in Keras).

@@ -49,6 +49,12 @@ class GaussHermite(SmoothedActivation):
             run on every backend), or a Keras activation name.
         num_points: Number of Gauss–Hermite nodes (default 32).
 
+    Raises:
+        ValueError: if `function` is not elementwise: it is evaluated once on
+            six numbers shaped (2, 3) and (6, 1), which must give the same
+            values (a softmax or a normalisation over an axis does not); or
+            if `num_points < 1`.
+
     Example:
 
     ```python
@@ -68,6 +74,13 @@ class GaussHermite(SmoothedActivation):
             )
         if isinstance(num_points, bool) or not isinstance(num_points, (int, np.integer)) or num_points < 1:
             raise ValueError(f"GaussHermite: `num_points` must be an integer >= 1. Received: num_points={num_points!r}.")
+        if not is_elementwise(function):
+            raise ValueError(
+                f"GaussHermite: `function` {function!r} is not elementwise: on the same six numbers as a "
+                "(2, 3) array and as a column it gives different values, so it has no per-unit Gaussian "
+                "smoothing. Use an elementwise function, or keep a non-elementwise one unsmoothed on the "
+                "model's output layer."
+            )
         self.function = function
         self.num_points = int(num_points)
         nodes, weights = np.polynomial.hermite.hermgauss(self.num_points)
@@ -110,6 +123,32 @@ class GaussHermite(SmoothedActivation):
             if with_variance:
                 spread = spread + weight * delta * (value - mean)
         return mean, (spread / seen if with_variance else None)
+
+
+def is_elementwise(function) -> bool:
+    """Whether `function` gives the same values on six numbers as a (2, 3) array and as a column.
+
+    Quadrature smooths each element on its own; a function that mixes the
+    elements of an axis (a softmax, a normalisation) would be smoothed
+    wrongly without any error, so user functions are probed once.
+
+    Raises:
+        ValueError: if `function` cannot be evaluated on the probe arrays.
+    """
+    probe = np.array([-2.5, -0.7, 0.0, 0.4, 1.3, 3.1], dtype="float32")
+    try:
+        rows = ops.convert_to_numpy(function(ops.convert_to_tensor(probe.reshape(2, 3))))
+        column = ops.convert_to_numpy(function(ops.convert_to_tensor(probe.reshape(6, 1))))
+    except Exception as error:
+        raise ValueError(
+            f"GaussHermite: could not evaluate `function` {function!r} on probe arrays of shapes (2, 3) "
+            f"and (6, 1) to check that it is elementwise: {type(error).__name__}: {error}"
+        ) from error
+    return (
+        rows.size == probe.size
+        and column.size == probe.size
+        and np.allclose(rows.reshape(-1), column.reshape(-1), rtol=1e-5, atol=1e-6, equal_nan=True)
+    )
 
 
 def _serialize_function(function):
