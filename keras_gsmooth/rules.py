@@ -117,7 +117,10 @@ def _is_elementwise(activation) -> bool:
     function = activation.func if isinstance(activation, functools.partial) else activation
     name = function if isinstance(function, str) else keras_activation_name(function)
     if name is None:
-        return quadrature.is_elementwise(activation)
+        try:
+            return quadrature.is_elementwise(activation)
+        except ValueError as error:
+            raise UnsupportedLayer(str(error)) from None
     return name not in activations.NON_ELEMENTWISE
 
 

@@ -473,7 +473,7 @@ def test_quadrature_says_when_a_function_cannot_be_probed():
     def needs_four_columns(x):
         return ops.reshape(x, (-1, 4))
 
-    with pytest.raises(ValueError, match="could not evaluate `function`"):
+    with pytest.raises(ValueError, match="could not be evaluated on probe arrays"):
         activations.GaussHermite(needs_four_columns)
 
 

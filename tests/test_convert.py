@@ -403,6 +403,10 @@ def test_user_activation_functions_are_probed_and_kept_where_they_belong():
     inner = keras.Model(inputs, keras.layers.Dense(1)(keras.layers.Dense(3, activation=_centered, name="centered")(inputs)))
     with pytest.raises(ValueError, match=r"centered \(Dense\): its activation '_centered' is not elementwise"):
         keras_gsmooth.smooth_model(inner, sigma=0.1)
+    # A function that fails on the probe arrays is listed with its layer.
+    broken = keras.Model(inputs, keras.layers.Dense(4, activation=lambda x: keras.ops.reshape(x, (-1, 4)), name="reshaping")(inputs))
+    with pytest.raises(ValueError, match=r"reshaping \(Dense\): the activation function .* could not be evaluated"):
+        keras_gsmooth.smooth_model(broken, sigma=0.1)
 
 
 def test_max_pooling_opt_in():

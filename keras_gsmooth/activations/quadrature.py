@@ -141,8 +141,8 @@ def is_elementwise(function) -> bool:
         column = ops.convert_to_numpy(function(ops.convert_to_tensor(probe.reshape(6, 1))))
     except Exception as error:
         raise ValueError(
-            f"GaussHermite: could not evaluate `function` {function!r} on probe arrays of shapes (2, 3) "
-            f"and (6, 1) to check that it is elementwise: {type(error).__name__}: {error}"
+            f"the activation function {function!r} could not be evaluated on probe arrays of shapes "
+            f"(2, 3) and (6, 1) to check that it is elementwise: {type(error).__name__}: {error}"
         ) from error
     return (
         rows.size == probe.size
