@@ -272,7 +272,7 @@ def test_main_job_rejects_bad_options(capsys):
         ("--patience", "two", "an integer >= 0"),
         ("--seeds", "-3", "an integer >= 0"),
         ("--learning-rates", "inf", "not 'paper', a rate"),
-        ("--regularization=-1e-5", None, "finite float >= 0"),
+        ("--regularization=-1e-5", None, "neither 'paper' nor a finite number >= 0"),
     ],
 )
 def test_main_job_refuses_bad_values_before_running(option, value, requirement, capsys, monkeypatch):

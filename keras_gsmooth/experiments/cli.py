@@ -249,6 +249,16 @@ fraction = checked_number(float, lambda value: 0 <= value <= 1, "a fraction in [
 open_fraction = checked_number(float, lambda value: 0 < value < 1, "a fraction in (0, 1)")
 
 
+def _regularization(text: str) -> str:
+    """`--regularization`: 'paper', or λ as written (the grid records it as text) if it is a number >= 0."""
+    if text != "paper":
+        try:
+            non_negative_float(text)
+        except argparse.ArgumentTypeError:
+            raise argparse.ArgumentTypeError(f"{text!r} is neither 'paper' nor a finite number >= 0") from None
+    return text
+
+
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Keeps the description's layout and shows every option's default."""
 
@@ -274,7 +284,8 @@ def build_parser(defaults: dict, prog: str | None = None, description: str = __d
     add("--learning-rates", nargs="+", type=str,
         help="Learning rates: 'paper' (Table 6, per optimizer and σ), a rate for every optimizer (0.01), "
         "or optimizer:rate (sgd:0.05). Several make a grid; the report picks the best per σ on validation.")
-    add("--regularization", help="λ: a float for every penalty, or 'paper' for Table 6's per-layer λ.")
+    add("--regularization", type=_regularization,
+        help="λ: a float for every penalty, or 'paper' for Table 6's per-layer λ.")
     add("--seeds", type=non_negative_int, nargs="+", help="Seeds (noise, initial weights, batch order); the report gives mean ± sd.")
     add("--batch-size", type=positive_int, help="Batch size (the paper used 1).")
     add("--epochs", type=positive_int, help="At most this many epochs (the paper: 25).")
@@ -331,18 +342,11 @@ def grid_from_args(args) -> tuple:
     """Checks parsed arguments and returns `(cells of this shard, CSV path, number of shards)`.
 
     Raises:
-        ValueError: on a bad learning rate, λ or shard.
+        ValueError: on a bad learning rate or shard.
     """
     if args.quick:
         _apply_quick(args)
     _check_learning_rate_tokens(args.learning_rates)
-    if args.regularization != "paper":
-        try:
-            regularization = float(args.regularization)
-        except ValueError:
-            regularization = None
-        if regularization is None or not (math.isfinite(regularization) and regularization >= 0):
-            raise ValueError(f"--regularization must be a finite float >= 0 or 'paper'. Received: {args.regularization!r}")
     k, n = parse_shard(args.shard)
     cells = shard_cells(build_cells(args), k, n)
     name = "results.csv" if n == 1 else f"results-shard-{k}-of-{n}.csv"
