@@ -108,14 +108,21 @@ def _is_linear(activation) -> bool:
     return activation is None or activation is keras.activations.linear
 
 
+def _keras_name(activation):
+    """Keras's name for an activation (a name, a Keras function or a partial of one), else None."""
+    if isinstance(activation, str):
+        return activation
+    function = activation.func if isinstance(activation, functools.partial) else activation
+    return keras_activation_name(function)
+
+
 def _is_elementwise(activation) -> bool:
     """Whether an activation (a Keras name or function, or any callable) acts element by element.
 
     Keras's activations are known by name; any other callable is probed
     (`activations.quadrature.is_elementwise`).
     """
-    function = activation.func if isinstance(activation, functools.partial) else activation
-    name = function if isinstance(function, str) else keras_activation_name(function)
+    name = _keras_name(activation)
     if name is None:
         try:
             return quadrature.is_elementwise(activation)
@@ -145,10 +152,7 @@ def activation_of_layer(layer: keras.layers.Layer):
 
 def _activation_name(activation) -> str:
     """The name of an activation: a Keras name, or the callable's own name."""
-    if isinstance(activation, str):
-        return activation
-    function = activation.func if isinstance(activation, functools.partial) else activation
-    return keras_activation_name(function) or getattr(function, "__name__", repr(function))
+    return _keras_name(activation) or getattr(activation, "__name__", repr(activation))
 
 
 def _split_activation(layer, context) -> tuple:
