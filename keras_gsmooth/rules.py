@@ -266,6 +266,13 @@ def activation_rule(layer: keras.layers.Layer, context: RuleContext) -> Replacem
     )
 
 
+def prelu_rule(layer: keras.layers.PReLU, context: RuleContext) -> Replacement:
+    """PReLU → `SmoothPReLU`: the smoothed leaky relu of slope α, with a variance penalty that counts α's noise."""
+    config = layer.get_config()
+    config["regularization"] = context.regularization if context.penalized else 0.0
+    return Replacement(layers.SmoothPReLU.from_config(config))
+
+
 def dropout_rule(layer: keras.layers.Layer, context: RuleContext) -> Replacement:
     """Dropout(p) → identity with the penalty (p/(1−p))‖x‖² (Keras's inverted dropout).
 
@@ -341,7 +348,6 @@ _KNOWN_UNSUPPORTED = {
     keras.layers.BatchNormalization: "batch statistics couple the samples of a batch; no closed-form smoothing is derived for it",
     keras.layers.LayerNormalization: "normalisation is not elementwise; no closed-form smoothing is derived for it",
     keras.layers.GroupNormalization: "normalisation is not elementwise; no closed-form smoothing is derived for it",
-    keras.layers.PReLU: "its slope is a trainable weight, which the smoothed activations do not take",
     keras.layers.Embedding: "a lookup table is not a smooth function of its input",
     keras.layers.LSTM: "recurrent layers are not covered by the layer rules of SPEC §3",
     keras.layers.GRU: "recurrent layers are not covered by the layer rules of SPEC §3",
@@ -354,6 +360,7 @@ _KNOWN_UNSUPPORTED = {
         "that have rules, or register a rule for Lambda"
     ),
     SmoothActivation: _ALREADY_SMOOTHED,
+    layers.SmoothPReLU: _ALREADY_SMOOTHED,
     InputPenalty: _ALREADY_SMOOTHED,
 }
 
@@ -429,6 +436,7 @@ def _register_builtin_rules():
             keras.layers.ELU,
             keras.layers.Softmax,
         ],
+        prelu_rule: [keras.layers.PReLU],
         dropout_rule: [
             keras.layers.Dropout,
             keras.layers.SpatialDropout1D,
