@@ -35,9 +35,10 @@ def smooth_model(
 
     - Dense with `units` d₊: λ·(σ²/2)‖θ‖² on the kernel, λ·(σ²d₊/2)‖x‖² on
       its input x;
-    - Conv1D/2D/3D: the same two terms with per-tap and per-position counts;
+    - Conv1D/2D/3D, depthwise and transposed convolutions: the same two
+      terms with per-tap and per-position counts;
     - an activation h: `λ·Σ Var_σ[h](x) = λ·Σ[(h²)_σ(x) − h_σ(x)²]` on its
-      input;
+      input; a PReLU the variance with its slope perturbed too;
     - Dropout(p): λ·(p/(1−p))‖x‖².
 
     Layers that only ever see raw data (the model's inputs, or tensors

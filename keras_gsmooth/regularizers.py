@@ -10,6 +10,8 @@ plus penalties; these regularizers add them to the loss:
 | | `DenseInputPenalty` | activity regularizer on the Dense input | λ(σ²d₊/2)‖x‖² |
 | Conv, C_out filters | `ConvKernelPenalty` | the Conv `kernel_regularizer` | λ(σ²/2)Σ_i N_i‖θ_i‖² |
 | | `ConvInputPenalty` | activity regularizer on the Conv input | λ(σ²C_out/2)Σ_q M_q‖x_q‖² |
+| ConvTranspose, C_out filters | `ConvTransposeKernelPenalty` | its `kernel_regularizer` | λ(σ²/2)Σ_i N_i‖θ_i‖² |
+| | `ConvTransposeInputPenalty` | activity regularizer on its input | λ(σ²C_out/2)Σ_p M_p‖x_p‖² |
 | Dropout(p) | `DropoutInputPenalty` | activity regularizer on its input | λ(p/(1−p))‖x‖² |
 
 Kernel penalties are per model; activity penalties return the sum over the
@@ -97,6 +99,12 @@ def _positive_int(value, argument: str, owner: str) -> int:
     return int(value)
 
 
+def _non_negative_int(value, argument: str, owner: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < 0:
+        raise ValueError(f"{owner}: `{argument}` must be a non-negative integer. Received: {argument}={value!r}")
+    return int(value)
+
+
 def _positive_ints(value, argument: str, owner: str):
     """An int, or a tuple of 1 to 3 positive ints (a list, as from a config, is accepted)."""
     if isinstance(value, (tuple, list)):
@@ -142,9 +150,40 @@ def _axis_hits(length: int, kernel: int, stride: int, dilation: int, padding: st
     return hits
 
 
+def _axis_hits_transposed(
+    length: int, kernel: int, stride: int, dilation: int, output_padding, padding: str
+) -> np.ndarray:
+    """hits[i, p]: whether tap i of input position p lands inside a transposed convolution's output (one axis).
+
+    Input position p spreads over the output positions
+    `p·stride + i·dilation − before`. Keras's convention
+    (`keras.ops.conv_transpose`): 'valid' crops nothing and gives
+    `(length − 1)·stride + max(span, stride)` outputs, or
+    `(length − 1)·stride + span + output_padding`; 'same' gives
+    `length·stride` outputs, or `(length − 1)·stride + span % 2 +
+    output_padding`, cropping the larger half of the excess at the start.
+    """
+    span = (kernel - 1) * dilation + 1
+    if padding == "valid":
+        extra = max(stride - span, 0) if output_padding is None else output_padding
+        outputs, before = (length - 1) * stride + span + extra, 0
+    else:
+        cropped = stride + span - 2 if output_padding is None else span + span % 2 - 2 + output_padding
+        outputs = (length - 1) * stride + 2 + cropped - span
+        before = span - 1 - min((cropped + 1) // 2, span - 1)
+    positions = np.arange(length)[None, :] * stride + np.arange(kernel)[:, None] * dilation - before
+    return ((positions >= 0) & (positions < outputs)).astype(np.int64)
+
+
 @functools.lru_cache(maxsize=64)
 def _coverage(
-    spatial_shape: tuple, kernel_size: tuple, strides: tuple, dilation_rate: tuple, padding: str, per: str
+    spatial_shape: tuple,
+    kernel_size: tuple,
+    strides: tuple,
+    dilation_rate: tuple,
+    padding: str,
+    per: str,
+    output_padding: tuple = None,
 ) -> np.ndarray:
     """Counts of (output position, tap) pairs, as a float32 array.
 
@@ -152,12 +191,18 @@ def _coverage(
     (kernel-spatial shape). `per="input"`: M_q, how many (output position,
     tap) pairs land on input position q (input-spatial shape). Both factor
     over the spatial axes, so they are outer products of per-axis counts.
+
+    For a transposed convolution pass its `output_padding`, one entry (an
+    int or None) per axis: N_i then counts the input positions whose tap i
+    lands inside the output, and M_p the taps of input position p that do.
     """
     axis = 1 if per == "tap" else 0
-    factors = [
-        _axis_hits(*geometry, padding).sum(axis=axis)
-        for geometry in zip(spatial_shape, kernel_size, strides, dilation_rate)
-    ]
+    if output_padding is None:
+        hits = [_axis_hits(*geometry, padding) for geometry in zip(spatial_shape, kernel_size, strides, dilation_rate)]
+    else:
+        geometries = zip(spatial_shape, kernel_size, strides, dilation_rate, output_padding)
+        hits = [_axis_hits_transposed(*geometry, padding) for geometry in geometries]
+    factors = [axis_hits.sum(axis=axis) for axis_hits in hits]
     counts = functools.reduce(np.multiply.outer, factors).astype("float32")
     counts.setflags(write=False)
     return counts
@@ -191,6 +236,10 @@ class _ConvPenalty(_SmoothingPenalty):
                 f"this convolution has {rank} spatial dimensions."
             )
 
+    def _output_padding(self, rank: int):
+        """The per-axis output padding of a transposed convolution; None for a convolution."""
+        return None
+
     def _geometry(self, rank: int, kernel_size) -> tuple:
         """(kernel_size, strides, dilation_rate), one entry per spatial axis, checked against `rank`."""
         owner = self.__class__.__name__
@@ -206,14 +255,16 @@ class _ConvPenalty(_SmoothingPenalty):
         owner = self.__class__.__name__
         geometry = self._geometry(len(spatial_shape), kernel_size)
         kernel, _, dilation = geometry
+        output_padding = self._output_padding(len(spatial_shape))
         spans = [(k - 1) * d + 1 for k, d in zip(kernel, dilation)]
-        if self.padding == "valid" and any(span > n for span, n in zip(spans, spatial_shape)):
+        if output_padding is None and self.padding == "valid" and any(span > n for span, n in zip(spans, spatial_shape)):
             raise ValueError(
                 f"{owner}: with padding='valid' the dilated kernel {kernel} (dilation "
                 f"{dilation}) does not fit in the input of spatial shape {spatial_shape}: "
                 "the convolution has no output."
             )
-        return ops.convert_to_tensor(_coverage(tuple(spatial_shape), *geometry, self.padding, per), dtype=dtype)
+        counts = _coverage(tuple(spatial_shape), *geometry, self.padding, per, output_padding)
+        return ops.convert_to_tensor(counts, dtype=dtype)
 
     def get_config(self) -> dict:
         return {
@@ -458,6 +509,145 @@ class ConvInputPenalty(_ConvPenalty):
 
     def get_config(self) -> dict:
         return {**super().get_config(), "filters": self.filters, "kernel_size": self.kernel_size}
+
+
+class _TransposedConvolution:
+    """Mixin for the penalties of a transposed convolution: its output padding, validated and serialized."""
+
+    def _init_output_padding(self, output_padding) -> None:
+        owner = self.__class__.__name__
+        if output_padding is None:
+            self.output_padding = None
+        elif isinstance(output_padding, (tuple, list)) and 1 <= len(output_padding) <= 3:
+            self.output_padding = tuple(_non_negative_int(item, "output_padding", owner) for item in output_padding)
+        else:
+            self.output_padding = _non_negative_int(output_padding, "output_padding", owner)
+
+    def _check_rank(self, rank: int) -> None:
+        owner = self.__class__.__name__
+        if self.padding == "causal":
+            raise ValueError(f"{owner}: a transposed convolution's `padding` is 'valid' or 'same'. Received: padding='causal'")
+        if self.output_padding is None:
+            return
+        output_padding = _per_axis(self.output_padding, rank, "output_padding", owner)
+        strides = _per_axis(self.strides, rank, "strides", owner)
+        if any(extra >= stride for extra, stride in zip(output_padding, strides)):
+            raise ValueError(
+                f"{owner}: each `output_padding` must be smaller than the stride along its axis, "
+                f"as Keras requires. Received: output_padding={self.output_padding}, strides={self.strides}"
+            )
+
+    def _output_padding(self, rank: int) -> tuple:
+        if self.output_padding is None:
+            return (None,) * rank
+        return _per_axis(self.output_padding, rank, "output_padding", self.__class__.__name__)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "output_padding": self.output_padding}
+
+
+@keras.saving.register_keras_serializable(package="keras_gsmooth")
+class ConvTransposeKernelPenalty(_TransposedConvolution, ConvKernelPenalty):
+    """λ·(σ²/2)·Σ_{tap i, c_in, c_out} N_i·θ²: the kernel penalty of a smoothed transposed convolution.
+
+    A transposed convolution spreads each input position p over the output
+    positions its kernel taps reach; tap i of position p carries
+    θ_i·x_p. Smoothing its term ‖conv_transpose(x; θ) + b − y‖² over x adds
+    (σ²/2)·Σ θ²_{i,c_out,c_in}·N_i per sample, where N_i is the number of
+    input positions whose tap i lands inside the output (all of them for
+    'valid' padding; 'same' crops the output, so fewer near the border).
+    Use it as the Conv1DTranspose/2D/3D layer's `kernel_regularizer`; its
+    λ is the layer's, shared with the `ConvTransposeInputPenalty` on the
+    layer's input.
+
+    Args:
+        input_shape: The spatial shape of the layer's input (one int per
+            spatial dimension, without batch and channels).
+        strides: The layer's strides (an int or one per dimension).
+        padding: The layer's padding, `"valid"` or `"same"`.
+        dilation_rate: The layer's dilation rate (an int or one per dimension).
+        output_padding: The layer's output padding: None, or an int or one
+            per dimension, each smaller than its stride.
+        data_format: The layer's data format (the kernel layout does not
+            depend on it).
+        regularization: λ, a float `>= 0`.
+        sigma: The constant σ used until a `SmoothedModel` binds the
+            penalty to its σ variable.
+
+    Example:
+
+    ```python
+    upsample = keras.layers.Conv2DTranspose(
+        16, 3, strides=2, padding="same",
+        kernel_regularizer=keras_gsmooth.regularizers.ConvTransposeKernelPenalty(
+            (7, 7), strides=2, padding="same", dilation_rate=1, regularization=1e-5, sigma=0.1
+        ),
+    )
+    ```
+    """
+
+    def __init__(
+        self,
+        input_shape,
+        strides,
+        padding,
+        dilation_rate,
+        output_padding=None,
+        data_format="channels_last",
+        regularization=0.0,
+        sigma=0.0,
+    ):
+        self._init_output_padding(output_padding)
+        super().__init__(input_shape, strides, padding, dilation_rate, data_format, regularization, sigma)
+
+
+@keras.saving.register_keras_serializable(package="keras_gsmooth")
+class ConvTransposeInputPenalty(_TransposedConvolution, ConvInputPenalty):
+    """λ·(σ²·filters/2)·Σ_p M_p·Σ_c x²_{p,c}: the input penalty of a smoothed transposed convolution.
+
+    Smoothing a transposed convolution's term over its kernel adds, per
+    sample, (σ²·C_out/2)·Σ_p M_p·‖x_p‖², where M_p is the number of kernel
+    taps of input position p that land inside the output (the kernel size
+    for 'valid' padding, fewer near the border for 'same'). Use it as the
+    `activity_regularizer` of an identity layer on the layer's input, as
+    `ConvInputPenalty`.
+
+    Args:
+        filters: C_out, the layer's number of filters.
+        kernel_size: The layer's kernel size (an int or one per dimension).
+        strides: The layer's strides (an int or one per dimension).
+        padding: The layer's padding, `"valid"` or `"same"`.
+        dilation_rate: The layer's dilation rate (an int or one per dimension).
+        output_padding: The layer's output padding: None, or an int or one
+            per dimension, each smaller than its stride.
+        data_format: `"channels_last"` or `"channels_first"`, as the layer.
+        regularization: λ, a float `>= 0`.
+        sigma: The constant σ used until a `SmoothedModel` binds the
+            penalty to its σ variable.
+
+    Example:
+
+    ```python
+    penalty = keras_gsmooth.regularizers.ConvTransposeInputPenalty(
+        16, 3, strides=2, padding="same", dilation_rate=1, regularization=1e-5, sigma=0.1
+    )
+    ```
+    """
+
+    def __init__(
+        self,
+        filters,
+        kernel_size,
+        strides,
+        padding,
+        dilation_rate,
+        output_padding=None,
+        data_format="channels_last",
+        regularization=0.0,
+        sigma=0.0,
+    ):
+        self._init_output_padding(output_padding)
+        super().__init__(filters, kernel_size, strides, padding, dilation_rate, data_format, regularization, sigma)
 
 
 def _check_rate(rate, owner: str) -> float:

@@ -197,15 +197,19 @@ def dense_rule(layer: keras.layers.Dense, context: RuleContext) -> Replacement:
 
 
 _DEPTHWISE_CONVOLUTIONS = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
+_TRANSPOSED_CONVOLUTIONS = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose)
 
 
 def conv_rule(layer: keras.layers.Layer, context: RuleContext) -> Replacement:
-    """Conv1D/2D/3D and DepthwiseConv1D/2D: kernel penalty weighted by tap counts N_i, input penalty by coverage counts.
+    """Convolutions: kernel penalty weighted by tap counts N_i, input penalty by coverage counts.
 
-    Each input channel feeds `filters // groups` output channels of a
-    convolution, and `depth_multiplier` of a depthwise one (a convolution
-    with one group per input channel); that number multiplies the input
-    penalty.
+    Serves Conv1D/2D/3D, DepthwiseConv1D/2D and Conv1D/2D/3DTranspose. Each
+    input channel feeds `filters // groups` output channels of a
+    convolution, `depth_multiplier` of a depthwise one (a convolution with
+    one group per input channel) and `filters` of a transposed one; that
+    number multiplies the input penalty. A transposed convolution counts the
+    taps that land inside its output
+    (`keras_gsmooth.regularizers.ConvTransposeKernelPenalty`).
     """
     overrides, activation = _split_activation(layer, context)
     input_penalty = None
@@ -226,19 +230,21 @@ def conv_rule(layer: keras.layers.Layer, context: RuleContext) -> Replacement:
             dilation_rate=layer.dilation_rate,
             data_format=layer.data_format,
         )
+        kernel_penalty, input_penalty_class = regularizers.ConvKernelPenalty, regularizers.ConvInputPenalty
         if isinstance(layer, _DEPTHWISE_CONVOLUTIONS):
             kernel_argument, outputs_per_input_channel = "depthwise_regularizer", layer.depth_multiplier
+        elif isinstance(layer, _TRANSPOSED_CONVOLUTIONS):
+            kernel_argument, outputs_per_input_channel = "kernel_regularizer", layer.filters
+            kernel_penalty = regularizers.ConvTransposeKernelPenalty
+            input_penalty_class = regularizers.ConvTransposeInputPenalty
+            geometry["output_padding"] = layer.output_padding
         else:
             kernel_argument, outputs_per_input_channel = "kernel_regularizer", layer.filters // layer.groups
         overrides[kernel_argument] = _with_extra_regularizer(
             getattr(layer, kernel_argument),
-            regularizers.ConvKernelPenalty(
-                spatial_shape,
-                regularization=context.regularization * context.penalized_calls,
-                **geometry,
-            ),
+            kernel_penalty(spatial_shape, regularization=context.regularization * context.penalized_calls, **geometry),
         )
-        input_penalty = regularizers.ConvInputPenalty(
+        input_penalty = input_penalty_class(
             outputs_per_input_channel,
             layer.kernel_size,
             regularization=context.regularization,
@@ -428,6 +434,9 @@ def _register_builtin_rules():
             keras.layers.Conv3D,
             keras.layers.DepthwiseConv1D,
             keras.layers.DepthwiseConv2D,
+            keras.layers.Conv1DTranspose,
+            keras.layers.Conv2DTranspose,
+            keras.layers.Conv3DTranspose,
         ],
         activation_rule: [
             keras.layers.Activation,

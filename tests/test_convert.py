@@ -195,6 +195,35 @@ def test_depthwise_convolution_has_the_penalties_of_its_grouped_convolution(rank
     assert total_penalty(smoothed[0], x) > 0
 
 
+@pytest.mark.parametrize("rank", [1, 2])
+def test_transposed_convolution_carries_its_penalties(rank):
+    # Penalties through Keras's own operation: the sums of conv_transpose(ones, θ²)
+    # and conv_transpose(Σ_c x², ones), as in the regularizer tests.
+    layer_class = keras.layers.Conv1DTranspose if rank == 1 else keras.layers.Conv2DTranspose
+    geometry = dict(kernel_size=3, strides=2, padding="same", output_padding=1)
+    inputs = keras.Input((5,) * rank + (2,))
+    features = (keras.layers.Conv1D if rank == 1 else keras.layers.Conv2D)(3, 2, name="first")(inputs)
+    upsampled = layer_class(4, name="up", **geometry)(features)
+    model = keras.Model(inputs, keras.layers.Flatten()(upsampled))
+    lam, sigma = 0.5, 0.4
+    smoothed = keras_gsmooth.smooth_model(model, sigma=sigma, regularization={"up": lam})
+    x = random_inputs(model, batch=3)
+    np.testing.assert_allclose(
+        outputs_of(keras_gsmooth.smooth_model(model, sigma=0.0), x)[0], outputs_of(model, x)[0], rtol=1e-5, atol=1e-6
+    )
+
+    def summed_conv_transpose(values, kernel):
+        outputs = keras.ops.conv_transpose(values, kernel, (2,) * rank, "same", (1,) * rank)
+        return float(np.sum(keras.ops.convert_to_numpy(outputs)))
+
+    kernel = model.get_layer("up").get_weights()[0]
+    first = keras.ops.convert_to_numpy(keras.Model(model.inputs, model.get_layer("first").output)(x[0]))
+    kernel_term = summed_conv_transpose(np.ones((1,) + first.shape[1:], "float32"), np.square(kernel))
+    squares = np.sum(np.square(first), axis=-1, keepdims=True)
+    input_term = 4 * summed_conv_transpose(squares, np.ones((3,) * rank + (1, 1), "float32")) / 3
+    np.testing.assert_allclose(total_penalty(smoothed, x), lam * sigma**2 / 2 * (kernel_term + input_term), rtol=1e-5)
+
+
 def functional_zoo():
     """Models covering residual Add, nested, shared layer, multi-io, Conv1D/3D, padding and strides."""
     a = keras.Input((8,), name="a")

@@ -12,6 +12,8 @@ import keras_gsmooth
 from keras_gsmooth import regularizers
 from keras_gsmooth.regularizers import ConvInputPenalty
 from keras_gsmooth.regularizers import ConvKernelPenalty
+from keras_gsmooth.regularizers import ConvTransposeInputPenalty
+from keras_gsmooth.regularizers import ConvTransposeKernelPenalty
 from keras_gsmooth.regularizers import DenseInputPenalty
 from keras_gsmooth.regularizers import DenseKernelPenalty
 from keras_gsmooth.regularizers import DropoutInputPenalty
@@ -147,6 +149,53 @@ def test_conv_penalties_match_keras_conv(rng):
             rtol=1e-5,
             err_msg=f"{spatial_shape} {kernel_size} {geometry}",
         )
+
+
+# (spatial shape, kernel, strides, dilation, padding, output padding). TensorFlow's
+# oneDNN transposed convolution rejects some 'same' geometries with an
+# explicit output padding, and strides > 1 together with dilation > 1.
+KERAS_CONV_TRANSPOSE_GEOMETRIES = [
+    ((5,), (3,), (2,), (1,), "same", None),
+    ((5,), (4,), (3,), (1,), "valid", None),
+    ((6,), (2,), (3,), (1,), "valid", (2,)),
+    ((5,), (3,), (1,), (2,), "same", None),
+    ((4, 5), (3, 2), (2, 3), (1, 1), "same", None),
+    ((4, 5), (3, 3), (2, 2), (1, 1), "valid", (1, 0)),
+    ((4, 5), (3, 4), (2, 2), (1, 1), "same", (1, 1)),
+    ((3, 4, 2), (2, 3, 2), (2, 1, 2), (1, 1, 1), "same", None),
+]
+
+
+def test_conv_transpose_penalties_match_keras_conv_transpose(rng):
+    """The transposed penalties through Keras's own operation: its sums over the output of
+    conv_transpose(Σ_c x², ones) (the taps of each input position in bounds) and
+    conv_transpose(ones, θ²) (the input positions of each tap)."""
+    c_in, filters, lam, sigma = 3, 2, 0.7, 0.9
+    scale = lam * sigma**2 / 2
+    for spatial_shape, kernel_size, strides, dilation_rate, padding, output_padding in KERAS_CONV_TRANSPOSE_GEOMETRIES:
+        message = f"{spatial_shape} {kernel_size} {strides} {dilation_rate} {padding} {output_padding}"
+
+        def conv_transpose(inputs, kernel):
+            outputs = ops.conv_transpose(inputs, kernel, strides, padding, output_padding, dilation_rate=dilation_rate)
+            return float(np.sum(ops.convert_to_numpy(outputs)))
+
+        x = rng.normal(size=(2, *spatial_shape, c_in)).astype("float32")
+        kernel = rng.normal(size=(*kernel_size, filters, c_in)).astype("float32")
+        squares = np.sum(np.square(x), axis=-1, keepdims=True)
+        expected_input = scale * filters * conv_transpose(squares, np.ones((*kernel_size, 1, 1), "float32"))
+        for data_format, x_in_format in (("channels_last", x), ("channels_first", np.moveaxis(x, -1, 1))):
+            penalty = ConvTransposeInputPenalty(
+                filters, kernel_size, strides, padding, dilation_rate, output_padding, data_format, lam, sigma
+            )
+            np.testing.assert_allclose(ops.convert_to_numpy(penalty(x_in_format)), expected_input, rtol=1e-5, err_msg=message)
+        ones_input = np.ones((1, *spatial_shape, c_in), "float32")
+        penalty = ConvTransposeKernelPenalty(spatial_shape, strides, padding, dilation_rate, output_padding, regularization=lam, sigma=sigma)
+        expected_kernel = scale * conv_transpose(ones_input, np.square(kernel))
+        np.testing.assert_allclose(ops.convert_to_numpy(penalty(kernel)), expected_kernel, rtol=1e-5, err_msg=message)
+        if padding == "same":  # the border effect is exercised
+            counts = regularizers._coverage(spatial_shape, kernel_size, strides, dilation_rate, padding, "input",
+                                            output_padding or (None,) * len(spatial_shape))
+            assert counts.min() < counts.max(), message
 
 
 # --------------------------------------------------------------------------
@@ -292,6 +341,53 @@ def test_conv_penalties_are_the_smoothed_conv_term(rng):
     )
 
 
+def _conv_transpose_scatter(length, kernel_size, stride, padding):
+    """A[o, p, i] = 1 where tap i of input position p lands on output o, read from Keras's own 1-D operation."""
+    one_hots = np.eye(length, dtype="float32")[:, :, None]
+    columns = []
+    for tap in range(kernel_size):
+        kernel = np.zeros((kernel_size, 1, 1), "float32")
+        kernel[tap] = 1.0
+        columns.append(ops.convert_to_numpy(ops.conv_transpose(one_hots, kernel, stride, padding))[:, :, 0].T)
+    return np.stack(columns, axis=-1)
+
+
+@pytest.mark.montecarlo
+def test_conv_transpose_penalties_are_the_smoothed_term(rng):
+    """E‖conv_transpose(x+σv; θ+σU) + b − (y+σw)‖² for a 'same'-padded, strided Conv1DTranspose."""
+    length, kernel_size, stride, c_in, filters, sigma, n = 5, 3, 2, 2, 3, 0.5, 30_000
+    scatter = _conv_transpose_scatter(length, kernel_size, stride, "same")  # (outputs, length, taps)
+    kernel, bias = rng.normal(size=(kernel_size, filters, c_in)), rng.normal(size=filters)
+    x = rng.normal(size=(length, c_in))
+    y = rng.normal(size=(scatter.shape[0], filters))
+    s = sigma / math.sqrt(2)
+
+    def residual(x_, kernel_, y_):
+        return np.einsum("opi,...ifc,...pc->...of", scatter, kernel_, x_) + bias - y_
+
+    np.testing.assert_allclose(  # the NumPy transposed convolution is Keras's
+        residual(x, kernel, 0.0) - bias,
+        ops.convert_to_numpy(ops.conv_transpose(x[None].astype("float32"), kernel.astype("float32"), stride, "same"))[0],
+        rtol=1e-4,
+        atol=1e-5,
+    )
+    unsmoothed = np.sum(residual(x, kernel, y) ** 2)
+
+    def excess(perturb_input, perturb_kernel, perturb_target):
+        x_ = x + perturb_input * s * rng.normal(size=(n, *x.shape))
+        kernel_ = kernel + perturb_kernel * s * rng.normal(size=(n, *kernel.shape))
+        y_ = y + perturb_target * s * rng.normal(size=(n, *y.shape))
+        return np.sum(residual(x_, kernel_, y_) ** 2, axis=(1, 2)) - unsmoothed
+
+    assert scatter.sum() < length * kernel_size  # 'same' crops taps at the border
+    _check_smoothed_term(
+        excess,
+        ConvTransposeKernelPenalty((length,), stride, "same", 1, regularization=1.0, sigma=sigma)(kernel.astype("float32")),
+        ConvTransposeInputPenalty(filters, kernel_size, stride, "same", 1, regularization=1.0, sigma=sigma)(x[None].astype("float32")),
+        constants=sigma**4 / 4 * scatter.sum() * c_in * filters + sigma**2 / 2 * y.size,
+    )
+
+
 @pytest.mark.montecarlo
 def test_dropout_penalty_is_the_expected_dropout_error(rng):
     """E over Keras's dropout mask of ‖dropout(x) − x‖² = (p/(1−p))‖x‖²."""
@@ -427,6 +523,8 @@ ALL_PENALTIES = [
     DenseInputPenalty(7, 0.1, sigma=0.2),
     ConvKernelPenalty((8, 9), (2, 1), "same", (1, 2), "channels_first", regularization=0.1, sigma=0.2),
     ConvInputPenalty(5, (3, 2), 1, "valid", (2, 1), regularization=0.1, sigma=0.2),
+    ConvTransposeKernelPenalty((8, 9), 2, "same", 1, (1, 0), "channels_first", regularization=0.1, sigma=0.2),
+    ConvTransposeInputPenalty(5, (3, 2), (2, 1), "valid", 1, (1, 0), regularization=0.1, sigma=0.2),
     DropoutInputPenalty(0.4, 0.1),
     RegularizerSum([keras.regularizers.L1(0.3), DenseKernelPenalty(0.1, sigma=0.2)]),
 ]
@@ -484,6 +582,10 @@ BAD_ARGUMENTS = [
     (lambda: ConvInputPenalty(4, 3, 0, "same", 1, regularization=0.1), "strides"),
     (lambda: ConvInputPenalty(4, (3, 3), 1, "causal", 1, regularization=0.1), "causal"),
     (lambda: ConvInputPenalty(4, 3, 1, "same", 1, "NHWC", regularization=0.1), "data_format"),
+    (lambda: ConvTransposeKernelPenalty((8,), 1, "causal", 1, regularization=0.1), "'valid' or 'same'"),
+    (lambda: ConvTransposeKernelPenalty((8, 8), 2, "same", 1, (2, 1), regularization=0.1), "smaller than the stride"),
+    (lambda: ConvTransposeInputPenalty(4, 3, 2, "same", 1, -1, regularization=0.1), "output_padding"),
+    (lambda: ConvTransposeInputPenalty(4, (3, 3), 2, "same", 1, (1, 0, 0), regularization=0.1), "output_padding"),
 ]
 
 
