@@ -279,6 +279,25 @@ def prelu_rule(layer: keras.layers.PReLU, context: RuleContext) -> Replacement:
     return Replacement(layers.SmoothPReLU.from_config(config))
 
 
+def batch_normalization_rule(layer: keras.layers.BatchNormalization, context: RuleContext) -> Replacement:
+    """BatchNormalization, frozen (`trainable = False`): kept as it is, a fixed affine map per channel.
+
+    Keras runs a frozen BatchNormalization in inference mode, with its moving
+    statistics: `γ·(x − mean)/√(variance + ε) + β` with nothing trainable,
+    so smoothing with respect to its input adds constants only. A trainable
+    one normalises with each batch's statistics, which couple the samples,
+    and is refused.
+    """
+    if layer.trainable:
+        raise UnsupportedLayer(
+            "in training it normalises with each batch's statistics, which couple the samples of "
+            "a batch; no closed-form smoothing is derived for that. Freeze it "
+            "(`layer.trainable = False` before converting): Keras then normalises with its moving "
+            "statistics, a fixed affine map that the converter keeps"
+        )
+    return Replacement(clone_layer(layer))
+
+
 def dropout_rule(layer: keras.layers.Layer, context: RuleContext) -> Replacement:
     """Dropout(p) → identity with the penalty (p/(1−p))‖x‖² (Keras's inverted dropout).
 
@@ -351,7 +370,6 @@ _RULES: dict = {}
 _ALREADY_SMOOTHED = "a layer of an already smoothed model; smooth_model takes the original, unsmoothed model"
 
 _KNOWN_UNSUPPORTED = {
-    keras.layers.BatchNormalization: "batch statistics couple the samples of a batch; no closed-form smoothing is derived for it",
     keras.layers.LayerNormalization: "normalisation is not elementwise; no closed-form smoothing is derived for it",
     keras.layers.GroupNormalization: "normalisation is not elementwise; no closed-form smoothing is derived for it",
     keras.layers.Embedding: "a lookup table is not a smooth function of its input",
@@ -446,6 +464,7 @@ def _register_builtin_rules():
             keras.layers.Softmax,
         ],
         prelu_rule: [keras.layers.PReLU],
+        batch_normalization_rule: [keras.layers.BatchNormalization],
         dropout_rule: [
             keras.layers.Dropout,
             keras.layers.SpatialDropout1D,

@@ -332,6 +332,48 @@ def test_every_unsupported_layer_is_listed_at_once():
     assert_unchanged(model, before)
 
 
+def test_frozen_batch_normalization_is_kept_and_a_trainable_one_refused():
+    # A MobileNetV2-style residual block. Frozen, BatchNormalization is a
+    # fixed affine map (its moving statistics), kept as it is.
+    inputs = keras.Input((8, 8, 4))
+    x = keras.layers.Conv2D(8, 1, use_bias=False, name="expand")(inputs)
+    x = keras.layers.BatchNormalization(name="expand_bn")(x)
+    x = keras.layers.ReLU(6.0, name="expand_relu")(x)
+    x = keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False, name="depthwise")(x)
+    x = keras.layers.BatchNormalization(name="depthwise_bn")(x)
+    x = keras.layers.ReLU(6.0, name="depthwise_relu")(x)
+    x = keras.layers.Conv2D(4, 1, use_bias=False, name="project")(x)
+    x = keras.layers.BatchNormalization(name="project_bn")(x)
+    x = keras.layers.Add(name="residual")([inputs, x])
+    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(x)
+    model = keras.Model(inputs, keras.layers.Dense(3, name="out")(pooled))
+    data = random_inputs(model, batch=4)[0]
+    targets = np.ones((4, 3), "float32")
+    model.compile(optimizer="sgd", loss="mse")
+    model.fit(data, targets, epochs=2, verbose=0)  # moving statistics away from their initial values
+
+    with pytest.raises(ValueError, match=r"(?s)expand_bn \(BatchNormalization\).*trainable = False"):
+        keras_gsmooth.smooth_model(model, sigma=0.1)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            layer.trainable = False
+    smoothed = keras_gsmooth.smooth_model(model, sigma=0.0, regularization=1e-2)
+    for training in (False, True):  # a frozen BatchNormalization runs in inference mode either way
+        np.testing.assert_allclose(
+            keras.ops.convert_to_numpy(smoothed(data, training=training)),
+            keras.ops.convert_to_numpy(model(data, training=training)),
+            rtol=1e-5,
+            atol=1e-5,
+        )
+    statistics = [w.copy() for w in smoothed.get_layer("project_bn").get_weights()]
+    keras_gsmooth.set_sigma(smoothed, 0.3)
+    smoothed.compile(optimizer="sgd", loss="mse")
+    smoothed.fit(data, targets, epochs=1, verbose=0)
+    assert not smoothed.get_layer("project_bn").trainable
+    for weight, before in zip(smoothed.get_layer("project_bn").get_weights(), statistics):
+        np.testing.assert_array_equal(weight, before)
+
+
 def test_layers_that_cannot_be_cloned_are_listed_too():
     # A Lambda cannot be cloned from its config in Keras's safe mode; it is
     # listed with the other unsupported layers, and the original layers get
