@@ -39,6 +39,7 @@ def smooth_model(
       terms with per-tap and per-position counts;
     - an activation h: `λ·Σ Var_σ[h](x) = λ·Σ[(h²)_σ(x) − h_σ(x)²]` on its
       input; a PReLU the variance with its slope perturbed too;
+    - Multiply: `λ·Σ[Π(a_j² + σ²/2) − Π a_j²]` over its perturbed factors;
     - Dropout(p): λ·(p/(1−p))‖x‖².
 
     Layers that only ever see raw data (the model's inputs, or tensors
@@ -293,6 +294,8 @@ class _GraphConverter:
             input_shape=tuple(call.inputs[0].shape),
             is_output=any(id(t) in output_ids for c in all_calls for t in c.outputs),
             replace_max_pooling=self._replace_max_pooling,
+            inputs_raw=self._inputs_raw(all_calls, raw),
+            repeated_input=any(len({id(t) for t in c.inputs}) < len(c.inputs) for c in all_calls),
         )
         try:
             replacement = rules.get_rule(layer)(layer, context)
@@ -313,6 +316,12 @@ class _GraphConverter:
         entry = (layer, replacement, penalty_layer)
         self._replacements[key] = entry
         return entry
+
+    @staticmethod
+    def _inputs_raw(all_calls, raw):
+        """Whether each input of a layer is raw data, if all its calls agree; else None."""
+        patterns = {tuple(raw.get(id(t), False) for t in c.inputs) for c in all_calls}
+        return patterns.pop() if len(patterns) == 1 else None
 
     @staticmethod
     def _check_replacement(layer, replacement):

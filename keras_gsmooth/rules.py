@@ -39,6 +39,10 @@ class RuleContext:
         is_output: Whether an output of the layer is a model output.
         replace_max_pooling: Whether the user opted in to replacing
             MaxPooling by AveragePooling.
+        inputs_raw: One bool per input of the layer: whether that input is
+            raw data in every call; None when the calls disagree.
+        repeated_input: Whether a call passes the same tensor as two of the
+            layer's inputs (as in `Multiply()([x, x])`).
     """
 
     regularization: float
@@ -46,6 +50,8 @@ class RuleContext:
     input_shape: tuple
     is_output: bool
     replace_max_pooling: bool = False
+    inputs_raw: Optional[tuple] = None
+    repeated_input: bool = False
 
     @property
     def penalized(self) -> bool:
@@ -298,6 +304,29 @@ def batch_normalization_rule(layer: keras.layers.BatchNormalization, context: Ru
     return Replacement(clone_layer(layer))
 
 
+def multiply_rule(layer: keras.layers.Multiply, context: RuleContext) -> Replacement:
+    """Multiply → `SmoothMultiply`: the same product, with the variance of the product of perturbed inputs as penalty.
+
+    Inputs that are raw data in every call are not perturbed. A product of a
+    tensor with itself is refused: its factors are not independent.
+    """
+    if context.repeated_input:
+        raise UnsupportedLayer(
+            "it multiplies a tensor by itself, whose perturbations are not independent; write the "
+            "power as an activation (e.g. `keras.layers.Activation(keras.ops.square)`), which is "
+            "smoothed elementwise"
+        )
+    if context.inputs_raw is None:
+        raise UnsupportedLayer(
+            "its inputs are raw data in some calls and not in others, so which of them are perturbed "
+            "is not one choice; use a separate Multiply layer for each kind of call"
+        )
+    config = layer.get_config()
+    config["regularization"] = context.regularization if context.penalized else 0.0
+    config["perturbed"] = [not is_raw for is_raw in context.inputs_raw]
+    return Replacement(layers.SmoothMultiply.from_config(config))
+
+
 def dropout_rule(layer: keras.layers.Layer, context: RuleContext) -> Replacement:
     """Dropout(p) → identity with the penalty (p/(1−p))‖x‖² (Keras's inverted dropout).
 
@@ -378,13 +407,13 @@ _KNOWN_UNSUPPORTED = {
     keras.layers.SimpleRNN: "recurrent layers are not covered by the layer rules of SPEC §3",
     keras.layers.Bidirectional: "recurrent layers are not covered by the layer rules of SPEC §3",
     keras.layers.MultiHeadAttention: "attention (softmax over inputs) is not elementwise",
-    keras.layers.Multiply: "a product of two variables has no penalty rule in SPEC §3",
     keras.layers.Lambda: (
         "an arbitrary Python function, whose smoothing is not known; build it from layers "
         "that have rules, or register a rule for Lambda"
     ),
     SmoothActivation: _ALREADY_SMOOTHED,
     layers.SmoothPReLU: _ALREADY_SMOOTHED,
+    layers.SmoothMultiply: _ALREADY_SMOOTHED,
     InputPenalty: _ALREADY_SMOOTHED,
 }
 
@@ -465,6 +494,7 @@ def _register_builtin_rules():
         ],
         prelu_rule: [keras.layers.PReLU],
         batch_normalization_rule: [keras.layers.BatchNormalization],
+        multiply_rule: [keras.layers.Multiply],
         dropout_rule: [
             keras.layers.Dropout,
             keras.layers.SpatialDropout1D,

@@ -1,0 +1,123 @@
+"""`SmoothMultiply`: its variance penalty against Monte-Carlo sampling of the
+factors, broadcasting, σ = 0, save/load, and its conversion by
+`smooth_model` (gates, squeeze-and-excitation, raw inputs, x·x refused)."""
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import keras_gsmooth
+from keras_gsmooth.layers import SmoothMultiply
+
+
+def _numpy(t):
+    return np.asarray(ops.convert_to_numpy(t), dtype="float64")
+
+
+def _penalty(layer, inputs):
+    layer([ops.convert_to_tensor(x) for x in inputs])
+    return float(_numpy(sum(layer.losses)))
+
+
+@pytest.mark.montecarlo
+@pytest.mark.parametrize("perturbed", [[True, True, True], [True, False, True]])
+def test_penalty_matches_monte_carlo_of_the_product(perturbed):
+    # Three factors, one broadcast over the middle axis, so that the
+    # penalty's terms of every order (σ², σ⁴, σ⁶) count.
+    sigma, samples = 0.8, 400_000
+    rng = np.random.default_rng(8)
+    factors = [
+        rng.normal(size=(1, 3, 2)).astype("float32"),
+        rng.normal(size=(1, 1, 2)).astype("float32"),
+        rng.normal(size=(1, 3, 2)).astype("float32"),
+    ]
+    layer = SmoothMultiply(sigma=sigma, regularization=1.5, perturbed=perturbed)
+    penalty = _penalty(layer, factors)
+    np.testing.assert_allclose(_numpy(layer(factors)), factors[0] * factors[1] * factors[2], rtol=1e-6)
+
+    noise_scale = sigma * np.sqrt(0.5)
+    noisy = [
+        x + flag * noise_scale * rng.standard_normal((samples,) + x.shape[1:])
+        for x, flag in zip(factors, perturbed)
+    ]
+    products = noisy[0] * noisy[1] * noisy[2]  # (samples, 3, 2): the broadcast factor's noise is shared
+    mean = products.mean(axis=0)
+    summed_squares = ((products - mean) ** 2).sum(axis=(1, 2))
+    standard_error = summed_squares.std() / np.sqrt(samples)
+    assert abs(penalty / 1.5 - summed_squares.mean()) < 5 * standard_error
+    np.testing.assert_array_less(np.abs(mean - factors[0][0] * factors[1][0] * factors[2][0]), 5 * products.std(axis=0) / np.sqrt(samples))
+
+
+def test_two_factors_give_the_closed_form_and_nothing_at_sigma_zero():
+    rng = np.random.default_rng(2)
+    a, b = rng.normal(size=(4, 5)).astype("float32"), rng.normal(size=(4, 5)).astype("float32")
+    s2 = 0.3**2 / 2
+    expected = 0.2 * np.sum(s2 * (a.astype("float64") ** 2 + b**2) + s2**2) / 4
+    assert _penalty(SmoothMultiply(sigma=0.3, regularization=0.2), [a, b]) == pytest.approx(expected, rel=1e-5)
+    only_b = 0.2 * np.sum(s2 * a.astype("float64") ** 2) / 4  # a is data: only b is perturbed
+    assert _penalty(SmoothMultiply(sigma=0.3, regularization=0.2, perturbed=[False, True]), [a, b]) == pytest.approx(only_b, rel=1e-5)
+    assert _penalty(SmoothMultiply(sigma=0.0, regularization=0.2), [a, b]) == 0.0
+    # Large factors and a small σ: no cancellation.
+    big = np.full((1, 3), 300.0, "float32")
+    tiny = _penalty(SmoothMultiply(sigma=1e-3, regularization=1.0), [big, big + 1.0])
+    assert tiny == pytest.approx(3 * (0.5e-6 * (300.0**2 + 301.0**2) + 0.25e-12), rel=1e-5)
+
+
+def test_config_save_load_and_a_wrong_perturbed_list(tmp_path):
+    a, b = keras.Input((3,)), keras.Input((3,))
+    product = SmoothMultiply(sigma=0.2, regularization=1e-2, perturbed=[True, False], name="product")([a, b])
+    model = keras.Model([a, b], product)
+    config = model.get_layer("product").get_config()
+    assert config["perturbed"] == [True, False] and config["sigma"] == 0.2
+    data = [np.random.default_rng(0).normal(size=(2, 3)).astype("float32") for _ in range(2)]
+    model.save(tmp_path / "multiply.keras")
+    restored = keras.saving.load_model(tmp_path / "multiply.keras", safe_mode=True)
+    np.testing.assert_array_equal(_numpy(restored(data)), _numpy(model(data)))
+    np.testing.assert_allclose(_numpy(sum(restored.losses)), _numpy(sum(model.losses)), rtol=1e-6)
+    with pytest.raises(ValueError, match="`perturbed` has 1 entries"):
+        SmoothMultiply(sigma=0.2, regularization=1.0, perturbed=[True])(data)
+
+
+def _squeeze_and_excitation_network():
+    inputs = keras.Input((6, 6, 3))
+    mask = keras.Input((6, 6, 1), name="mask")
+    features = keras.layers.Conv2D(4, 3, padding="same", name="conv")(inputs)
+    features = keras.layers.Activation("silu", name="conv_silu")(features)
+    squeezed = keras.layers.GlobalAveragePooling2D(keepdims=True, name="squeeze")(features)
+    excitation = keras.layers.Conv2D(4, 1, activation="sigmoid", name="excite")(squeezed)
+    scaled = keras.layers.Multiply(name="scale")([features, excitation])
+    masked = keras.layers.Multiply(name="masked")([scaled, mask])
+    pooled = keras.layers.GlobalAveragePooling2D(name="pool")(masked)
+    return keras.Model([inputs, mask], keras.layers.Dense(2, name="out")(pooled))
+
+
+def test_smooth_model_converts_multiply_with_data_inputs_unperturbed():
+    model = _squeeze_and_excitation_network()
+    rng = np.random.default_rng(4)
+    data = [rng.normal(size=(3, 6, 6, 3)).astype("float32"), (rng.random((3, 6, 6, 1)) > 0.3).astype("float32")]
+    at_zero = keras_gsmooth.smooth_model(model, sigma=0.0, regularization=1.0)
+    np.testing.assert_allclose(_numpy(at_zero(data)), _numpy(model(data)), rtol=1e-5, atol=1e-6)
+
+    smoothed = keras_gsmooth.smooth_model(model, sigma=0.5, regularization={"scale": 0.5, "masked": 2.0})
+    scale, masked = smoothed.get_layer("scale"), smoothed.get_layer("masked")
+    assert isinstance(scale, SmoothMultiply) and scale.perturbed == [True, True]
+    assert masked.perturbed == [True, False]  # the mask is data
+    smoothed(data)
+    features = _numpy(keras.Model(smoothed.inputs, smoothed.get_layer("conv_silu").output)(data))
+    excitation = _numpy(keras.Model(smoothed.inputs, smoothed.get_layer("excite_activation").output)(data))
+    scaled = _numpy(keras.Model(smoothed.inputs, scale.output)(data))
+    s2 = 0.5**2 / 2
+    expected_scale = 0.5 * np.sum(s2 * (features**2 + excitation**2) + s2**2) / 3
+    expected_masked = 2.0 * np.sum(s2 * np.broadcast_to(data[1], scaled.shape) ** 2) / 3
+    np.testing.assert_allclose(float(_numpy(scale.losses[0])), expected_scale, rtol=1e-5)
+    np.testing.assert_allclose(float(_numpy(masked.losses[0])), expected_masked, rtol=1e-5)
+
+
+def test_a_tensor_times_itself_is_refused():
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dense(4, name="hidden")(inputs)
+    squared = keras.layers.Multiply(name="square")([hidden, hidden])
+    model = keras.Model(inputs, keras.layers.Dense(1)(squared))
+    with pytest.raises(ValueError, match=r"square \(Multiply\): it multiplies a tensor by itself.*Activation"):
+        keras_gsmooth.smooth_model(model, sigma=0.1)
