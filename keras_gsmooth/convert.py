@@ -36,7 +36,8 @@ def smooth_model(
     - Dense with `units` d₊: λ·(σ²/2)‖θ‖² on the kernel, λ·(σ²d₊/2)‖x‖² on
       its input x;
     - Conv1D/2D/3D, depthwise and transposed convolutions: the same two
-      terms with per-tap and per-position counts;
+      terms with per-tap and per-position counts (a separable convolution:
+      those of its depthwise half and of its 1×1 half);
     - an activation h: `λ·Σ Var_σ[h](x) = λ·Σ[(h²)_σ(x) − h_σ(x)²]` on its
       input; a PReLU the variance with its slope perturbed too;
     - Multiply: `λ·Σ[Π(a_j² + σ²/2) − Π a_j²]` over its perturbed factors;
@@ -296,6 +297,7 @@ class _GraphConverter:
             replace_max_pooling=self._replace_max_pooling,
             inputs_raw=self._inputs_raw(all_calls, raw),
             repeated_input=any(len({id(t) for t in c.inputs}) < len(c.inputs) for c in all_calls),
+            calls=len(all_calls),
         )
         try:
             replacement = rules.get_rule(layer)(layer, context)

@@ -43,6 +43,7 @@ class RuleContext:
             raw data in every call; None when the calls disagree.
         repeated_input: Whether a call passes the same tensor as two of the
             layer's inputs (as in `Multiply()([x, x])`).
+        calls: How many times the layer is called, on raw data or not.
     """
 
     regularization: float
@@ -52,6 +53,7 @@ class RuleContext:
     replace_max_pooling: bool = False
     inputs_raw: Optional[tuple] = None
     repeated_input: bool = False
+    calls: int = 1
 
     @property
     def penalized(self) -> bool:
@@ -101,13 +103,19 @@ def clone_layer(layer: keras.layers.Layer, **config_overrides) -> keras.layers.L
     as the function itself, so a user function that is not registered for
     serialization (or a lambda) is kept.
     """
+    config = _live_config(layer, **config_overrides)
+    if isinstance(layer, keras.layers.Lambda):
+        return layer.__class__.from_config(config, safe_mode=False)
+    return layer.__class__.from_config(config)
+
+
+def _live_config(layer: keras.layers.Layer, **config_overrides) -> dict:
+    """The layer's configuration with its live activation function, and overrides."""
     config = layer.get_config()
     if "activation" in config and callable(getattr(layer, "activation", None)):
         config["activation"] = layer.activation
     config.update(config_overrides)
-    if isinstance(layer, keras.layers.Lambda):
-        return layer.__class__.from_config(config, safe_mode=False)
-    return layer.__class__.from_config(config)
+    return config
 
 
 def _is_linear(activation) -> bool:
@@ -206,6 +214,28 @@ _DEPTHWISE_CONVOLUTIONS = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseC
 _TRANSPOSED_CONVOLUTIONS = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose)
 
 
+def _spatial_shape(layer: keras.layers.Layer, shape: tuple) -> tuple:
+    """The spatial sizes in a convolution's input or output shape, which must be static."""
+    spatial_shape = tuple(shape[1:-1]) if layer.data_format == "channels_last" else tuple(shape[2:])
+    if any(size is None for size in spatial_shape):
+        raise UnsupportedLayer(
+            f"its input has a dynamic spatial shape {spatial_shape}; the "
+            "convolution penalties count taps per position and need a "
+            "static shape (give the model's Input a full shape)"
+        )
+    return spatial_shape
+
+
+def _geometry(layer: keras.layers.Layer) -> dict:
+    """A convolution's strides, padding, dilation and data format, as the conv penalties take them."""
+    return dict(
+        strides=layer.strides,
+        padding=layer.padding,
+        dilation_rate=layer.dilation_rate,
+        data_format=layer.data_format,
+    )
+
+
 def conv_rule(layer: keras.layers.Layer, context: RuleContext) -> Replacement:
     """Convolutions: kernel penalty weighted by tap counts N_i, input penalty by coverage counts.
 
@@ -220,22 +250,8 @@ def conv_rule(layer: keras.layers.Layer, context: RuleContext) -> Replacement:
     overrides, activation = _split_activation(layer, context)
     input_penalty = None
     if context.penalized:
-        if layer.data_format == "channels_last":
-            spatial_shape = tuple(context.input_shape[1:-1])
-        else:
-            spatial_shape = tuple(context.input_shape[2:])
-        if any(size is None for size in spatial_shape):
-            raise UnsupportedLayer(
-                f"its input has a dynamic spatial shape {spatial_shape}; the "
-                "convolution penalties count taps per position and need a "
-                "static shape (give the model's Input a full shape)"
-            )
-        geometry = dict(
-            strides=layer.strides,
-            padding=layer.padding,
-            dilation_rate=layer.dilation_rate,
-            data_format=layer.data_format,
-        )
+        spatial_shape = _spatial_shape(layer, context.input_shape)
+        geometry = _geometry(layer)
         kernel_penalty, input_penalty_class = regularizers.ConvKernelPenalty, regularizers.ConvInputPenalty
         if isinstance(layer, _DEPTHWISE_CONVOLUTIONS):
             kernel_argument, outputs_per_input_channel = "depthwise_regularizer", layer.depth_multiplier
@@ -257,6 +273,54 @@ def conv_rule(layer: keras.layers.Layer, context: RuleContext) -> Replacement:
             **geometry,
         )
     return Replacement(clone_layer(layer, **overrides), input_penalty, activation)
+
+
+_SMOOTH_SEPARABLE_FOR = {
+    keras.layers.SeparableConv1D: layers.SmoothSeparableConv1D,
+    keras.layers.SeparableConv2D: layers.SmoothSeparableConv2D,
+}
+
+
+def separable_conv_rule(layer: keras.layers.Layer, context: RuleContext) -> Replacement:
+    """SeparableConv1D/2D: the penalties of a depthwise convolution and of a 1×1 convolution after it.
+
+    The lifted objective gets one constraint per half, with the depthwise
+    output as a variable between them: the smoothing of the same network
+    written as `DepthwiseConv` + `Conv(1×1)`. The depthwise half follows
+    `conv_rule` (no penalty on raw data); the pointwise half's input is that
+    variable, so its penalties apply in every call
+    (`keras_gsmooth.layers.SmoothSeparableConv2D`).
+    """
+    overrides, activation = _split_activation(layer, context)
+    input_penalty = None
+    if context.penalized:
+        geometry = _geometry(layer)
+        overrides["depthwise_regularizer"] = _with_extra_regularizer(
+            layer.depthwise_regularizer,
+            regularizers.ConvKernelPenalty(
+                _spatial_shape(layer, context.input_shape),
+                regularization=context.regularization * context.penalized_calls,
+                **geometry,
+            ),
+        )
+        input_penalty = regularizers.ConvInputPenalty(
+            layer.depth_multiplier, layer.kernel_size, regularization=context.regularization, **geometry
+        )
+    if context.regularization > 0:
+        overrides["pointwise_regularizer"] = _with_extra_regularizer(
+            layer.pointwise_regularizer,
+            regularizers.ConvKernelPenalty(
+                _spatial_shape(layer, layer.compute_output_shape(context.input_shape)),
+                strides=1,
+                padding="valid",
+                dilation_rate=1,
+                data_format=layer.data_format,
+                regularization=context.regularization * context.calls,
+            ),
+        )
+        overrides["intermediate_regularization"] = context.regularization
+    smoothed = _SMOOTH_SEPARABLE_FOR[type(layer)].from_config(_live_config(layer, **overrides))
+    return Replacement(smoothed, input_penalty, activation)
 
 
 def activation_rule(layer: keras.layers.Layer, context: RuleContext) -> Replacement:
@@ -414,6 +478,8 @@ _KNOWN_UNSUPPORTED = {
     SmoothActivation: _ALREADY_SMOOTHED,
     layers.SmoothPReLU: _ALREADY_SMOOTHED,
     layers.SmoothMultiply: _ALREADY_SMOOTHED,
+    layers.SmoothSeparableConv1D: _ALREADY_SMOOTHED,
+    layers.SmoothSeparableConv2D: _ALREADY_SMOOTHED,
     InputPenalty: _ALREADY_SMOOTHED,
 }
 
@@ -475,6 +541,7 @@ def get_rule(layer: keras.layers.Layer) -> Rule:
 def _register_builtin_rules():
     builtin = {
         dense_rule: [keras.layers.Dense],
+        separable_conv_rule: [keras.layers.SeparableConv1D, keras.layers.SeparableConv2D],
         conv_rule: [
             keras.layers.Conv1D,
             keras.layers.Conv2D,

@@ -224,6 +224,45 @@ def test_transposed_convolution_carries_its_penalties(rank):
     np.testing.assert_allclose(total_penalty(smoothed, x), lam * sigma**2 / 2 * (kernel_term + input_term), rtol=1e-5)
 
 
+@pytest.mark.parametrize("rank, on_raw_data", [(1, False), (2, False), (2, True)])
+def test_separable_convolution_has_the_penalties_of_depthwise_then_pointwise(rank, on_raw_data, tmp_path):
+    # SeparableConv(F, k, depth_multiplier=m) is DepthwiseConv(k, m) without
+    # bias followed by Conv(F, 1); the lifted objective has the depthwise
+    # output as a variable between them, so the smoothed models must agree,
+    # on raw data too (where only the depthwise half has no penalty).
+    separable_class = keras.layers.SeparableConv1D if rank == 1 else keras.layers.SeparableConv2D
+    depthwise_class = keras.layers.DepthwiseConv1D if rank == 1 else keras.layers.DepthwiseConv2D
+    conv_class = keras.layers.Conv1D if rank == 1 else keras.layers.Conv2D
+    geometry = dict(kernel_size=3, strides=2, padding="same")
+
+    def build(*layers):
+        inputs = keras.Input((7,) * rank + (3,))
+        features = inputs if on_raw_data else conv_class(3, 2, name="first")(inputs)
+        for layer in layers:
+            features = layer(features)
+        return keras.Model(inputs, keras.layers.Dense(1, name="out")(keras.layers.Flatten()(features)))
+
+    separable = build(separable_class(4, depth_multiplier=2, activation="relu", name="sep", **geometry))
+    split = build(
+        depthwise_class(depth_multiplier=2, use_bias=False, name="dw", **geometry),
+        conv_class(4, 1, activation="relu", name="pw"),
+    )
+    split.set_weights(separable.get_weights())
+    x = random_inputs(separable, batch=3)
+    np.testing.assert_allclose(outputs_of(split, x)[0], outputs_of(separable, x)[0], rtol=1e-5, atol=1e-5)
+    smoothed_separable = keras_gsmooth.smooth_model(separable, sigma=0.4, regularization={"sep": 0.5})
+    smoothed_split = keras_gsmooth.smooth_model(split, sigma=0.4, regularization={"dw": 0.5, "pw": 0.5})
+    assert isinstance(smoothed_separable.get_layer("sep"), keras_gsmooth.layers.SmoothSeparableConv1D
+                      if rank == 1 else keras_gsmooth.layers.SmoothSeparableConv2D)
+    np.testing.assert_allclose(outputs_of(smoothed_separable, x)[0], outputs_of(smoothed_split, x)[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(total_penalty(smoothed_separable, x), total_penalty(smoothed_split, x), rtol=1e-5)
+    assert total_penalty(smoothed_separable, x) > 0
+    smoothed_separable.save(tmp_path / "separable.keras")
+    restored = keras.saving.load_model(tmp_path / "separable.keras", safe_mode=True)
+    np.testing.assert_array_equal(outputs_of(restored, x)[0], outputs_of(smoothed_separable, x)[0])
+    assert total_penalty(restored, x) == pytest.approx(total_penalty(smoothed_separable, x), rel=1e-6)
+
+
 def functional_zoo():
     """Models covering residual Add, nested, shared layer, multi-io, Conv1D/3D, padding and strides."""
     a = keras.Input((8,), name="a")
