@@ -180,7 +180,9 @@ class SmoothMultiply(keras.layers.Multiply, SigmaConsumer):
 
     computed as a sum of non-negative terms (for two perturbed inputs,
     `(σ²/2)(a² + b²) + σ⁴/4`), so it cannot cancel. Inputs of different
-    shapes broadcast as in `keras.layers.Multiply`.
+    shapes broadcast as in `keras.layers.Multiply`, and where a Keras mask
+    hides an input's entry, Keras multiplies by 1 instead: a constant,
+    which the penalty does not perturb.
 
     Args:
         sigma: The smoothing radius used while the layer is not bound to a
@@ -212,15 +214,18 @@ class SmoothMultiply(keras.layers.Multiply, SigmaConsumer):
         self.regularization = check_regularization(regularization, argument="regularization", owner=owner)
         self.perturbed = None if perturbed is None else [bool(flag) for flag in perturbed]
 
-    def call(self, inputs):
+    def call(self, inputs, mask=None):
         outputs = super().call(inputs)
         if self.regularization > 0.0:
-            summed_variance = ops.sum(self._product_variance(inputs))
+            summed_variance = ops.sum(self._product_variance(inputs, mask or [None] * len(inputs)))
             batch_size = ops.cast(ops.shape(inputs[0])[0], "float32")
             self.add_loss(self.regularization * summed_variance / batch_size)
         return outputs
 
-    def _product_variance(self, inputs):
+    def compute_output_spec(self, inputs, mask=None):
+        return super().compute_output_spec(inputs)
+
+    def _product_variance(self, inputs, masks):
         """`Π(a² + [perturbed]·s²) − Π a²`, built up input by input from non-negative terms."""
         perturbed = self.perturbed if self.perturbed is not None else [True] * len(inputs)
         if len(perturbed) != len(inputs):
@@ -231,15 +236,18 @@ class SmoothMultiply(keras.layers.Multiply, SigmaConsumer):
         half_sigma2 = 0.5 * ops.square(self.current_sigma("float32"))
         rank = max(len(x.shape) for x in inputs)
         variance, moment = 0.0, 1.0  # Π(a² + [perturbed]·s²) − Π a², and Π(a² + [perturbed]·s²)
-        for x, is_perturbed in zip(inputs, perturbed):
+        for x, mask, is_perturbed in zip(inputs, masks, perturbed):
             square = ops.square(ops.cast(x, "float32"))
+            kept = None
+            if mask is not None:  # Keras multiplies by 1 where the mask hides an entry
+                kept = ops.expand_dims(ops.cast(mask, "float32"), axis=-1)
+                square = kept * square + (1.0 - kept)
             for _ in range(rank - len(x.shape)):  # Keras's Multiply expands lower ranks at axis 1
                 square = ops.expand_dims(square, axis=1)
-            variance = square * variance
-            if is_perturbed:
-                variance = variance + half_sigma2 * moment
-                square = square + half_sigma2
-            moment = square * moment
+                kept = None if kept is None else ops.expand_dims(kept, axis=1)
+            noise = 0.0 if not is_perturbed else (half_sigma2 if kept is None else half_sigma2 * kept)
+            variance = square * variance + noise * moment
+            moment = (square + noise) * moment
         return variance
 
     def get_config(self) -> dict:

@@ -64,6 +64,25 @@ def test_two_factors_give_the_closed_form_and_nothing_at_sigma_zero():
     assert tiny == pytest.approx(3 * (0.5e-6 * (300.0**2 + 301.0**2) + 0.25e-12), rel=1e-5)
 
 
+def test_masked_entries_are_constant_ones():
+    # Keras multiplies by 1 where a mask hides an entry: no noise there.
+    inputs = keras.Input((4, 3))
+    masked = keras.layers.Masking(mask_value=0.0)(inputs)
+    a = keras.layers.Dense(3, name="a")(masked)
+    b = keras.layers.Dense(3, name="b")(masked)
+    layer = SmoothMultiply(sigma=0.6, regularization=1.0, name="product")
+    model = keras.Model(inputs, layer([a, b]))
+    x = np.random.default_rng(1).normal(size=(2, 4, 3)).astype("float32")
+    x[0, 1:] = 0.0  # steps 1..3 of the first sample are masked
+    model(x)
+    values = [_numpy(keras.Model(inputs, model.get_layer(name).output)(x)) for name in ("a", "b")]
+    kept = np.ones((2, 4, 1))
+    kept[0, 1:] = 0.0
+    s2 = 0.6**2 / 2
+    expected = np.sum(kept * (s2 * (values[0] ** 2 + values[1] ** 2) + s2**2)) / 2
+    assert float(_numpy(layer.losses[0])) == pytest.approx(expected, rel=1e-5)
+
+
 def test_config_save_load_and_a_wrong_perturbed_list(tmp_path):
     a, b = keras.Input((3,)), keras.Input((3,))
     product = SmoothMultiply(sigma=0.2, regularization=1e-2, perturbed=[True, False], name="product")([a, b])
