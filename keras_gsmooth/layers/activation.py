@@ -1,0 +1,162 @@
+"""`SmoothActivation` (h_σ and its variance penalty) and `SmoothPReLU` (the same with a trainable slope)."""
+
+import keras
+from keras import ops
+
+from keras_gsmooth import activations
+from keras_gsmooth.sigma import SigmaConsumer
+from keras_gsmooth.validation import check_regularization
+
+_RELU = activations.ReLU()
+
+
+@keras.saving.register_keras_serializable(package="keras_gsmooth")
+class SmoothActivation(keras.layers.Layer, SigmaConsumer):
+    """Applies the Gaussian-smoothed activation `h_σ` and adds its variance penalty.
+
+    The smoothed replacement of an `Activation(h)` layer (SPEC §3): the
+    output is `h_σ(x)`, and when `regularization = λ > 0` the layer adds
+    `λ · Σ_units Var_σ[h](x)` per sample, averaged over the batch, to its
+    losses (so the total loss does not change with the batch size). The
+    smoothed value and the variance share their transcendental evaluations;
+    for relu and leaky relu the backward pass is the fused closed form of
+    `keras_gsmooth.activations.ReLU`.
+
+    σ is the constant `sigma` given here until a `keras_gsmooth.SmoothedModel`
+    binds the layer to the model's shared σ variable.
+
+    Args:
+        activation: Anything `keras_gsmooth.activations.get` accepts: a Keras
+            activation name or function, an elementwise callable, a config
+            dict, or a `SmoothedActivation`.
+        sigma: The smoothing radius used while unbound, a float `>= 0`.
+        regularization: The penalty weight λ `>= 0` (0 switches it off).
+        **kwargs: Base `keras.layers.Layer` arguments (`name`, `dtype`, …).
+
+    Raises:
+        ValueError: for a negative, NaN or infinite `sigma` or
+            `regularization`, or an activation `get` rejects.
+
+    Example:
+
+    ```python
+    inputs = keras.Input((16,))
+    hidden = keras.layers.Dense(32)(inputs)
+    hidden = keras_gsmooth.layers.SmoothActivation("relu", regularization=1e-5)(hidden)
+    model = keras_gsmooth.SmoothedModel(inputs, keras.layers.Dense(1)(hidden), sigma=0.1)
+    ```
+    """
+
+    def __init__(self, activation, sigma: float = 0.0, regularization: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        owner = f"SmoothActivation {self.name!r}"
+        self._init_sigma(sigma, owner=owner)
+        self.regularization = check_regularization(regularization, argument="regularization", owner=owner)
+        self.activation = activations.get(activation)
+        self.supports_masking = True
+        self.built = True
+
+    def call(self, inputs):
+        sigma = self.current_sigma("float32")
+        if self.regularization <= 0.0:
+            return self.activation.mean(inputs, sigma)
+        outputs, summed_variance = self.activation.mean_and_summed_variance(inputs, sigma)
+        batch_size = ops.cast(ops.shape(inputs)[0], "float32")
+        penalty = ops.cast(summed_variance, "float32") / batch_size
+        self.add_loss(self.regularization * penalty)
+        return outputs
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update(
+            {
+                "activation": activations.serialize(self.activation),
+                "sigma": self._sigma_constant,
+                "regularization": self.regularization,
+            }
+        )
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_gsmooth")
+class SmoothPReLU(keras.layers.PReLU, SigmaConsumer):
+    """Gaussian-smoothed parametric relu, with the variance penalty of its input and its slope.
+
+    The smoothed replacement of `keras.layers.PReLU`, which computes
+    `relu(x) − α·relu(−x)` with a trainable slope α. The slope is a weight,
+    perturbed like every other weight, independently of the input: with
+    `z = x + σu`, `α̃ = α + σv` and `u, v ~ N(0, 1/2)`, the output is the mean
+
+    `E[relu(z) − α̃·relu(−z)] = relu_σ(x) − α·relu_σ(−x)`,
+
+    (the smoothed leaky relu of slope α), and when `regularization = λ > 0`
+    the layer adds `λ · Σ_units Var` per sample, averaged over the batch,
+    to its losses, where
+
+    `Var = Var_σ[relu](x) + α²·Var_σ[relu](−x) + 2α·relu_σ(x)·relu_σ(−x) + (σ²/2)·(relu²)_σ(−x)`.
+
+    The last term is the slope's own noise: the variance of a leaky relu
+    with a fixed slope lacks it. Every part is the closed form of
+    `keras_gsmooth.activations.ReLU`, with its closed-form gradients, so σ = 0
+    gives Keras's `PReLU` exactly and the gradients stay finite there.
+
+    Arguments and weights are `keras.layers.PReLU`'s, so `smooth_model`
+    copies a `PReLU`'s slope into it.
+
+    Args:
+        sigma: The smoothing radius used while the layer is not bound to a
+            `keras_gsmooth.SmoothedModel`'s σ, a float `>= 0`.
+        regularization: The penalty weight λ `>= 0` (0 switches it off).
+        **kwargs: `keras.layers.PReLU` arguments (`alpha_initializer`,
+            `alpha_regularizer`, `alpha_constraint`, `shared_axes`) and base
+            layer arguments (`name`, `dtype`, …).
+
+    Raises:
+        ValueError: for a negative, NaN or infinite `sigma` or `regularization`.
+
+    Example:
+
+    ```python
+    inputs = keras.Input((16,))
+    hidden = keras.layers.Dense(32)(inputs)
+    hidden = keras_gsmooth.layers.SmoothPReLU(regularization=1e-5)(hidden)
+    model = keras_gsmooth.SmoothedModel(inputs, keras.layers.Dense(1)(hidden), sigma=0.1)
+    ```
+    """
+
+    def __init__(self, sigma: float = 0.0, regularization: float = 0.0, **kwargs):
+        super().__init__(**kwargs)
+        owner = f"SmoothPReLU {self.name!r}"
+        self._init_sigma(sigma, owner=owner)
+        self.regularization = check_regularization(regularization, argument="regularization", owner=owner)
+
+    def call(self, inputs):
+        sigma = self.current_sigma("float32")
+        x = ops.cast(inputs, "float32")
+        alpha = ops.cast(self.alpha, "float32")
+        if self.regularization <= 0.0:
+            outputs = _RELU.mean(x, sigma) - alpha * _RELU.mean(-x, sigma)
+            return ops.cast(outputs, inputs.dtype)
+        positive, positive_variance = _RELU.mean_and_variance(x, sigma)
+        negative, negative_variance = _RELU.mean_and_variance(-x, sigma)
+        outputs = positive - alpha * negative
+        negative_second_moment = negative_variance + ops.square(negative)
+        variance = (
+            positive_variance
+            + ops.square(alpha) * negative_variance
+            + 2.0 * alpha * positive * negative
+            + (0.5 * ops.square(sigma)) * negative_second_moment
+        )
+        # Rounding can leave a tiny negative value where the variance is ~0.
+        summed_variance = ops.sum(ops.maximum(variance, 0.0))
+        batch_size = ops.cast(ops.shape(inputs)[0], "float32")
+        self.add_loss(self.regularization * summed_variance / batch_size)
+        return ops.cast(outputs, inputs.dtype)
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update({"sigma": self._sigma_constant, "regularization": self.regularization})
+        return config
