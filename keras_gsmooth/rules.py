@@ -191,6 +191,11 @@ def _split_activation(layer, context) -> tuple:
     return {"activation": "linear"}, smoothed
 
 
+def _applied_weight(context: RuleContext) -> float:
+    """λ where the layer's penalties are on, else 0."""
+    return context.regularization if context.penalized else 0.0
+
+
 def _with_extra_regularizer(existing, penalty):
     if existing is None:
         return penalty
@@ -336,7 +341,7 @@ def activation_rule(layer: keras.layers.Layer, context: RuleContext) -> Replacem
     return Replacement(
         SmoothActivation(
             identifier,
-            regularization=context.regularization if context.penalized else 0.0,
+            regularization=_applied_weight(context),
             name=layer.name,
         )
     )
@@ -345,7 +350,7 @@ def activation_rule(layer: keras.layers.Layer, context: RuleContext) -> Replacem
 def prelu_rule(layer: keras.layers.PReLU, context: RuleContext) -> Replacement:
     """PReLU → `SmoothPReLU`: the smoothed leaky relu of slope α, with a variance penalty that counts α's noise."""
     config = layer.get_config()
-    config["regularization"] = context.regularization if context.penalized else 0.0
+    config["regularization"] = _applied_weight(context)
     return Replacement(layers.SmoothPReLU.from_config(config))
 
 
@@ -386,7 +391,7 @@ def multiply_rule(layer: keras.layers.Multiply, context: RuleContext) -> Replace
             "is not one choice; use a separate Multiply layer for each kind of call"
         )
     config = layer.get_config()
-    config["regularization"] = context.regularization if context.penalized else 0.0
+    config["regularization"] = _applied_weight(context)
     config["perturbed"] = [not is_raw for is_raw in context.inputs_raw]
     return Replacement(layers.SmoothMultiply.from_config(config))
 
