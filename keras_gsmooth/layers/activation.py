@@ -4,14 +4,13 @@ import keras
 from keras import ops
 
 from keras_gsmooth import activations
-from keras_gsmooth.sigma import SigmaConsumer
-from keras_gsmooth.validation import check_regularization
+from keras_gsmooth.layers.penalized import PenalizedLayer
 
 _RELU = activations.ReLU()
 
 
 @keras.saving.register_keras_serializable(package="keras_gsmooth")
-class SmoothActivation(keras.layers.Layer, SigmaConsumer):
+class SmoothActivation(keras.layers.Layer, PenalizedLayer):
     """Applies the Gaussian-smoothed activation `h_σ` and adds its variance penalty.
 
     The smoothed replacement of an `Activation(h)` layer (SPEC §3): the
@@ -49,9 +48,7 @@ class SmoothActivation(keras.layers.Layer, SigmaConsumer):
 
     def __init__(self, activation, sigma: float = 0.0, regularization: float = 0.0, **kwargs):
         super().__init__(**kwargs)
-        owner = f"SmoothActivation {self.name!r}"
-        self._init_sigma(sigma, owner=owner)
-        self.regularization = check_regularization(regularization, argument="regularization", owner=owner)
+        self.regularization = self._init_penalty(sigma, regularization)
         self.activation = activations.get(activation)
         self.supports_masking = True
         self.built = True
@@ -61,9 +58,7 @@ class SmoothActivation(keras.layers.Layer, SigmaConsumer):
         if self.regularization <= 0.0:
             return self.activation.mean(inputs, sigma)
         outputs, summed_variance = self.activation.mean_and_summed_variance(inputs, sigma)
-        batch_size = ops.cast(ops.shape(inputs)[0], "float32")
-        penalty = ops.cast(summed_variance, "float32") / batch_size
-        self.add_loss(self.regularization * penalty)
+        self._add_per_sample_penalty(self.regularization, summed_variance, inputs)
         return outputs
 
     def compute_output_shape(self, input_shape):
@@ -82,7 +77,7 @@ class SmoothActivation(keras.layers.Layer, SigmaConsumer):
 
 
 @keras.saving.register_keras_serializable(package="keras_gsmooth")
-class SmoothPReLU(keras.layers.PReLU, SigmaConsumer):
+class SmoothPReLU(keras.layers.PReLU, PenalizedLayer):
     """Gaussian-smoothed parametric relu, with the variance penalty of its input and its slope.
 
     The smoothed replacement of `keras.layers.PReLU`, which computes
@@ -129,9 +124,7 @@ class SmoothPReLU(keras.layers.PReLU, SigmaConsumer):
 
     def __init__(self, sigma: float = 0.0, regularization: float = 0.0, **kwargs):
         super().__init__(**kwargs)
-        owner = f"SmoothPReLU {self.name!r}"
-        self._init_sigma(sigma, owner=owner)
-        self.regularization = check_regularization(regularization, argument="regularization", owner=owner)
+        self.regularization = self._init_penalty(sigma, regularization)
 
     def call(self, inputs):
         sigma = self.current_sigma("float32")
@@ -151,9 +144,7 @@ class SmoothPReLU(keras.layers.PReLU, SigmaConsumer):
             + (0.5 * ops.square(sigma)) * negative_second_moment
         )
         # Rounding can leave a tiny negative value where the variance is ~0.
-        summed_variance = ops.sum(ops.maximum(variance, 0.0))
-        batch_size = ops.cast(ops.shape(inputs)[0], "float32")
-        self.add_loss(self.regularization * summed_variance / batch_size)
+        self._add_per_sample_penalty(self.regularization, ops.sum(ops.maximum(variance, 0.0)), inputs)
         return ops.cast(outputs, inputs.dtype)
 
     def get_config(self) -> dict:

@@ -3,11 +3,10 @@
 import keras
 from keras import ops
 
-from keras_gsmooth.sigma import SigmaConsumer
-from keras_gsmooth.validation import check_regularization
+from keras_gsmooth.layers.penalized import PenalizedLayer
 
 
-class _SmoothSeparableConv(SigmaConsumer):
+class _SmoothSeparableConv(PenalizedLayer):
     """A separable convolution computed as its two halves, with the input penalty of the pointwise half.
 
     The lifted objective has one constraint per half, with the depthwise
@@ -21,10 +20,8 @@ class _SmoothSeparableConv(SigmaConsumer):
 
     def __init__(self, *args, sigma: float = 0.0, intermediate_regularization: float = 0.0, **kwargs):
         super().__init__(*args, **kwargs)
-        owner = f"{self.__class__.__name__} {self.name!r}"
-        self._init_sigma(sigma, owner=owner)
-        self.intermediate_regularization = check_regularization(
-            intermediate_regularization, argument="intermediate_regularization", owner=owner
+        self.intermediate_regularization = self._init_penalty(
+            sigma, intermediate_regularization, argument="intermediate_regularization"
         )
 
     def call(self, inputs):
@@ -34,8 +31,7 @@ class _SmoothSeparableConv(SigmaConsumer):
         if self.intermediate_regularization > 0.0:
             half_sigma2 = 0.5 * ops.square(self.current_sigma("float32"))
             squares = ops.sum(ops.square(ops.cast(intermediate, "float32")))
-            batch_size = ops.cast(ops.shape(inputs)[0], "float32")
-            self.add_loss(self.intermediate_regularization * self.filters * half_sigma2 * squares / batch_size)
+            self._add_per_sample_penalty(self.intermediate_regularization * self.filters * half_sigma2, squares, inputs)
         outputs = ops.conv(intermediate, self.pointwise_kernel, strides=1, padding="valid", data_format=self.data_format)
         if self.use_bias:
             channel_axis = len(outputs.shape) - 1 if self.data_format == "channels_last" else 1

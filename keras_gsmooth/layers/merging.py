@@ -3,12 +3,11 @@
 import keras
 from keras import ops
 
-from keras_gsmooth.sigma import SigmaConsumer
-from keras_gsmooth.validation import check_regularization
+from keras_gsmooth.layers.penalized import PenalizedLayer
 
 
 @keras.saving.register_keras_serializable(package="keras_gsmooth")
-class SmoothMultiply(keras.layers.Multiply, SigmaConsumer):
+class SmoothMultiply(keras.layers.Multiply, PenalizedLayer):
     """Multiplies its inputs (as `keras.layers.Multiply`) and adds the variance penalty of the product.
 
     The smoothed replacement of `keras.layers.Multiply`. Each input `a_j`
@@ -51,17 +50,14 @@ class SmoothMultiply(keras.layers.Multiply, SigmaConsumer):
 
     def __init__(self, sigma: float = 0.0, regularization: float = 0.0, perturbed=None, **kwargs):
         super().__init__(**kwargs)
-        owner = f"SmoothMultiply {self.name!r}"
-        self._init_sigma(sigma, owner=owner)
-        self.regularization = check_regularization(regularization, argument="regularization", owner=owner)
+        self.regularization = self._init_penalty(sigma, regularization)
         self.perturbed = None if perturbed is None else [bool(flag) for flag in perturbed]
 
     def call(self, inputs, mask=None):
         outputs = super().call(inputs)
         if self.regularization > 0.0:
             summed_variance = ops.sum(self._product_variance(inputs, mask or [None] * len(inputs)))
-            batch_size = ops.cast(ops.shape(inputs[0])[0], "float32")
-            self.add_loss(self.regularization * summed_variance / batch_size)
+            self._add_per_sample_penalty(self.regularization, summed_variance, inputs[0])
         return outputs
 
     def compute_output_spec(self, inputs, mask=None):
