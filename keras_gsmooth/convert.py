@@ -288,14 +288,15 @@ class _GraphConverter:
             entry = (layer, _NestedModel.convert(self, layer, all_calls, raw), None)
             self._replacements[key] = entry
             return entry
-        penalized_calls = sum(1 for c in all_calls if not all(raw.get(id(t), False) for t in c.inputs))
+        # Which inputs are raw data, call by call.
+        raw_patterns = [tuple(raw.get(id(t), False) for t in c.inputs) for c in all_calls]
         context = rules.RuleContext(
             regularization=self._regularization_of(layer),
-            penalized_calls=penalized_calls,
+            penalized_calls=sum(1 for pattern in raw_patterns if not all(pattern)),
             input_shape=tuple(call.inputs[0].shape),
             is_output=any(id(t) in output_ids for c in all_calls for t in c.outputs),
             replace_max_pooling=self._replace_max_pooling,
-            inputs_raw=self._inputs_raw(all_calls, raw),
+            inputs_raw=raw_patterns[0] if len(set(raw_patterns)) == 1 else None,
             repeated_input=any(len({id(t) for t in c.inputs}) < len(c.inputs) for c in all_calls),
             calls=len(all_calls),
         )
@@ -318,12 +319,6 @@ class _GraphConverter:
         entry = (layer, replacement, penalty_layer)
         self._replacements[key] = entry
         return entry
-
-    @staticmethod
-    def _inputs_raw(all_calls, raw):
-        """Whether each input of a layer is raw data, if all its calls agree; else None."""
-        patterns = {tuple(raw.get(id(t), False) for t in c.inputs) for c in all_calls}
-        return patterns.pop() if len(patterns) == 1 else None
 
     @staticmethod
     def _check_replacement(layer, replacement):
