@@ -93,28 +93,28 @@ class _SmoothingPenalty(_Penalty, SigmaConsumer):
         return {**super().get_config(), "sigma": self._sigma_constant}
 
 
+def _int_at_least(value, minimum: int, argument: str, owner: str) -> int:
+    """`value` as an int, if it is an integer `>= minimum` (1 or 0)."""
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+        kind = "a positive integer" if minimum == 1 else "a non-negative integer"
+        raise ValueError(f"{owner}: `{argument}` must be {kind}. Received: {argument}={value!r}")
+    return int(value)
+
+
 def _positive_int(value, argument: str, owner: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 1:
-        raise ValueError(f"{owner}: `{argument}` must be a positive integer. Received: {argument}={value!r}")
-    return int(value)
+    return _int_at_least(value, 1, argument, owner)
 
 
-def _non_negative_int(value, argument: str, owner: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, Integral) or value < 0:
-        raise ValueError(f"{owner}: `{argument}` must be a non-negative integer. Received: {argument}={value!r}")
-    return int(value)
-
-
-def _positive_ints(value, argument: str, owner: str):
-    """An int, or a tuple of 1 to 3 positive ints (a list, as from a config, is accepted)."""
+def _conv_ints(value, argument: str, owner: str, minimum: int = 1):
+    """A conv argument: an int, or a tuple of 1 to 3 ints, each `>= minimum` (a list, as from a config, is accepted)."""
     if isinstance(value, (tuple, list)):
         if not 1 <= len(value) <= 3:
             raise ValueError(
                 f"{owner}: `{argument}` must be an int or a tuple of 1 to 3 ints "
                 f"(Conv1D/2D/3D). Received: {argument}={value!r}"
             )
-        return tuple(_positive_int(item, argument, owner) for item in value)
-    return _positive_int(value, argument, owner)
+        return tuple(_int_at_least(item, minimum, argument, owner) for item in value)
+    return _int_at_least(value, minimum, argument, owner)
 
 
 def _per_axis(value, rank: int, argument: str, owner: str) -> tuple:
@@ -214,8 +214,8 @@ class _ConvPenalty(_SmoothingPenalty):
     def __init__(self, strides, padding, dilation_rate, data_format, regularization, sigma):
         super().__init__(regularization, sigma)
         owner = self.__class__.__name__
-        self.strides = _positive_ints(strides, "strides", owner)
-        self.dilation_rate = _positive_ints(dilation_rate, "dilation_rate", owner)
+        self.strides = _conv_ints(strides, "strides", owner)
+        self.dilation_rate = _conv_ints(dilation_rate, "dilation_rate", owner)
         if not isinstance(padding, str) or padding.lower() not in _PADDINGS:
             raise ValueError(
                 f"{owner}: `padding` must be one of {_PADDINGS} (the conv layer's "
@@ -406,7 +406,7 @@ class ConvKernelPenalty(_ConvPenalty):
                 f"{owner}: `input_shape` must be the spatial shape of the conv "
                 f"input, a tuple of 1 to 3 ints. Received: input_shape={input_shape!r}"
             )
-        self.input_shape = _positive_ints(input_shape, "input_shape", owner)
+        self.input_shape = _conv_ints(input_shape, "input_shape", owner)
         self._geometry(len(self.input_shape), 1)  # validates strides, dilation and padding now
 
     def _weighted_square_sum(self, kernel):
@@ -480,7 +480,7 @@ class ConvInputPenalty(_ConvPenalty):
         super().__init__(strides, padding, dilation_rate, data_format, regularization, sigma)
         owner = self.__class__.__name__
         self.filters = _positive_int(filters, "filters", owner)
-        self.kernel_size = _positive_ints(kernel_size, "kernel_size", owner)
+        self.kernel_size = _conv_ints(kernel_size, "kernel_size", owner)
         per_axis = (self.kernel_size, self.strides, self.dilation_rate)
         ranks = [len(value) for value in per_axis if isinstance(value, tuple)]
         if ranks:  # the rank is known: validate the geometry now, not at the first call
@@ -515,13 +515,9 @@ class _TransposedConvolution:
     """Mixin for the penalties of a transposed convolution: its output padding, validated and serialized."""
 
     def _init_output_padding(self, output_padding) -> None:
-        owner = self.__class__.__name__
-        if output_padding is None:
-            self.output_padding = None
-        elif isinstance(output_padding, (tuple, list)) and 1 <= len(output_padding) <= 3:
-            self.output_padding = tuple(_non_negative_int(item, "output_padding", owner) for item in output_padding)
-        else:
-            self.output_padding = _non_negative_int(output_padding, "output_padding", owner)
+        if output_padding is not None:
+            output_padding = _conv_ints(output_padding, "output_padding", self.__class__.__name__, minimum=0)
+        self.output_padding = output_padding
 
     def _check_rank(self, rank: int) -> None:
         owner = self.__class__.__name__
