@@ -223,7 +223,7 @@ class _GraphConverter:
             f"  - {layer_name} ({class_name}): {reason}" for layer_name, class_name, reason in self._unsupported
         )
         raise ValueError(
-            f"smooth_model: {len(self._unsupported)} layer(s) of model "
+            f"smooth_model: {len(self._unsupported)} layer(s) or operation(s) of model "
             f"{model.name!r} cannot be smoothed:\n{lines}\n"
             "Ways out: register a rule for the layer class with "
             "`keras_gsmooth.register_rule(LayerClass, rule)`; for max pooling, "
@@ -263,7 +263,7 @@ class _GraphConverter:
         layer = call.node.operation
         call_is_raw = all(raw[id(tensor)] for tensor in call.inputs)
         args, kwargs = call.node.arguments.fill_in(tensors)
-        if call_is_raw and not layer.trainable_weights:
+        if call_is_raw and not _has_trainable_weights(layer):
             outputs = self._keep_as_preprocessing(layer)(*args, **kwargs)
             outputs_raw = True
         else:
@@ -277,7 +277,7 @@ class _GraphConverter:
     def _keep_as_preprocessing(self, layer):
         key = ("preprocessing", id(layer))
         if key not in self._replacements:
-            self._replacements[key] = (layer, rules.clone_layer(layer), None)
+            self._replacements[key] = (layer, _clone_operation(layer), None)
         return self._replacements[key][1]
 
     def _replacement_for(self, layer, call, all_calls, raw, output_ids):
@@ -288,20 +288,9 @@ class _GraphConverter:
             entry = (layer, _NestedModel.convert(self, layer, all_calls, raw), None)
             self._replacements[key] = entry
             return entry
-        # Which inputs are raw data, call by call.
-        raw_patterns = [tuple(raw.get(id(t), False) for t in c.inputs) for c in all_calls]
-        context = rules.RuleContext(
-            regularization=self._regularization_of(layer),
-            penalized_calls=sum(1 for pattern in raw_patterns if not all(pattern)),
-            input_shape=tuple(call.inputs[0].shape),
-            is_output=any(id(t) in output_ids for c in all_calls for t in c.outputs),
-            replace_max_pooling=self._replace_max_pooling,
-            inputs_raw=raw_patterns[0] if len(set(raw_patterns)) == 1 else None,
-            repeated_input=any(len({id(t) for t in c.inputs}) < len(c.inputs) for c in all_calls),
-            calls=len(all_calls),
-        )
         try:
-            replacement = rules.get_rule(layer)(layer, context)
+            rule = rules.get_rule(layer)
+            replacement = rule(layer, self._context_for(layer, call, all_calls, raw, output_ids))
         except rules.UnsupportedLayer as error:
             # Keep walking with a stand-in, so that one error lists every
             # unsupported layer; nothing is returned once any was found.
@@ -319,6 +308,20 @@ class _GraphConverter:
         entry = (layer, replacement, penalty_layer)
         self._replacements[key] = entry
         return entry
+
+    def _context_for(self, layer, call, all_calls, raw, output_ids):
+        # Which inputs are raw data, call by call.
+        raw_patterns = [tuple(raw.get(id(t), False) for t in c.inputs) for c in all_calls]
+        return rules.RuleContext(
+            regularization=self._regularization_of(layer),
+            penalized_calls=sum(1 for pattern in raw_patterns if not all(pattern)),
+            input_shape=tuple(call.inputs[0].shape),
+            is_output=any(id(t) in output_ids for c in all_calls for t in c.outputs),
+            replace_max_pooling=self._replace_max_pooling,
+            inputs_raw=raw_patterns[0] if len(set(raw_patterns)) == 1 else None,
+            repeated_input=any(len({id(t) for t in c.inputs}) < len(c.inputs) for c in all_calls),
+            calls=len(all_calls),
+        )
 
     @staticmethod
     def _check_replacement(layer, replacement):
@@ -353,8 +356,8 @@ class _GraphConverter:
     def copy_weights(self):
         """Copies every original layer's weights into its replacement."""
         for original, replacement, _ in self._replacements.values():
-            if isinstance(replacement, _NestedModel):
-                continue  # its layers are entries of their own
+            if isinstance(replacement, _NestedModel) or not isinstance(original, keras.layers.Layer):
+                continue  # a nested model's layers are entries of their own; a bare operation has no weights
             new_layer = replacement if isinstance(replacement, keras.layers.Layer) else replacement.layer
             if original.weights:
                 new_layer.set_weights(original.get_weights())
@@ -365,20 +368,32 @@ class _GraphConverter:
                     finalize_state()
 
 
-class _StandIn(keras.layers.Layer):
-    """Takes an unsupported layer's place while the walk goes on.
+def _has_trainable_weights(operation) -> bool:
+    """Whether a graph node's operation has trainable weights (a bare `keras.ops` operation has none)."""
+    return isinstance(operation, keras.layers.Layer) and bool(operation.trainable_weights)
 
-    It gives the original layer's output specs without cloning the layer,
-    which may be impossible (a `Lambda` in Keras's safe mode, a layer whose
-    configuration does not round-trip), and without calling it, which would
-    add a node to the original layer. The model it is part of is never built.
+
+def _clone_operation(operation):
+    """A new layer or bare `keras.ops` operation of the same class and configuration."""
+    if isinstance(operation, keras.layers.Layer):
+        return rules.clone_layer(operation)
+    return type(operation).from_config(operation.get_config())
+
+
+class _StandIn:
+    """Takes an unsupported layer's or operation's place while the walk goes on.
+
+    Called like the original, it returns the original's output specs
+    without cloning it, which may be impossible (a `Lambda` in Keras's safe
+    mode, a layer whose configuration does not round-trip), and without
+    calling it, which would add a node to the original. The model it is
+    part of is never built.
     """
 
     def __init__(self, original):
-        super().__init__(name=f"{original.name}_unsupported")
         self._output_spec_of_original = original.compute_output_spec
 
-    def compute_output_spec(self, *args, **kwargs):
+    def __call__(self, *args, **kwargs):
         return self._output_spec_of_original(*args, **kwargs)
 
 

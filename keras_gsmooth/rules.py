@@ -373,6 +373,24 @@ def batch_normalization_rule(layer: keras.layers.BatchNormalization, context: Ru
     return Replacement(clone_layer(layer))
 
 
+def embedding_rule(layer: keras.layers.Embedding, context: RuleContext) -> Replacement:
+    """Embedding on the model's integer inputs: kept as it is, with no penalty.
+
+    A lookup `E[i]` is a Dense without bias on the one-hot vector of `i`,
+    which is raw data, so its constraint's smoothing adds a constant: the
+    first-layer rule (SPEC §3). Indices computed by the model are refused:
+    a lookup is not a differentiable function of its indices.
+    """
+    if context.penalized_calls > 0:
+        raise UnsupportedLayer(
+            "its indices are computed by the model, not taken from the model's inputs; "
+            "a lookup is not a differentiable function of its indices, so there is nothing "
+            "to smooth. Feed it the integer data directly (an Input, or preprocessing "
+            "layers without trainable weights), or register a rule for Embedding"
+        )
+    return Replacement(clone_layer(layer))
+
+
 def multiply_rule(layer: keras.layers.Multiply, context: RuleContext) -> Replacement:
     """Multiply → `SmoothMultiply`: the same product, with the variance of the product of perturbed inputs as penalty.
 
@@ -470,7 +488,6 @@ _ALREADY_SMOOTHED = "a layer of an already smoothed model; smooth_model takes th
 _KNOWN_UNSUPPORTED = {
     keras.layers.LayerNormalization: "normalisation is not elementwise; no closed-form smoothing is derived for it",
     keras.layers.GroupNormalization: "normalisation is not elementwise; no closed-form smoothing is derived for it",
-    keras.layers.Embedding: "a lookup table is not a smooth function of its input",
     keras.layers.LSTM: "recurrent layers are not covered by the layer rules of SPEC §3",
     keras.layers.GRU: "recurrent layers are not covered by the layer rules of SPEC §3",
     keras.layers.SimpleRNN: "recurrent layers are not covered by the layer rules of SPEC §3",
@@ -534,8 +551,17 @@ def get_rule(layer: keras.layers.Layer) -> Rule:
     """The rule for `layer`'s exact class.
 
     Raises:
-        UnsupportedLayer: if no rule is registered for the class.
+        UnsupportedLayer: if no rule is registered for the class, or if
+            `layer` is a bare `keras.ops` operation of a functional model.
     """
+    if not isinstance(layer, keras.layers.Layer):
+        raise UnsupportedLayer(
+            "a keras.ops operation on a tensor the model computes; the converter smooths "
+            "layers. Write it as a layer that has a rule (keras.layers.Add, Subtract or "
+            "Multiply for +, - and *, Rescaling for a constant factor, Activation for an "
+            "activation, Reshape or Permute for a reshape), or as a Layer subclass with a "
+            "registered rule"
+        )
     rule = _RULES.get(type(layer))
     if rule is not None:
         return rule
@@ -567,6 +593,7 @@ def _register_builtin_rules():
         prelu_rule: [keras.layers.PReLU],
         batch_normalization_rule: [keras.layers.BatchNormalization],
         multiply_rule: [keras.layers.Multiply],
+        embedding_rule: [keras.layers.Embedding],
         dropout_rule: [
             keras.layers.Dropout,
             keras.layers.SpatialDropout1D,

@@ -415,6 +415,66 @@ def test_frozen_batch_normalization_is_kept_and_a_trainable_one_refused():
         np.testing.assert_array_equal(weight, before)
 
 
+def _text_classifier(first_layer, inputs):
+    x = first_layer(inputs)
+    x = keras.layers.GlobalAveragePooling1D(name="mean_over_tokens")(x)
+    x = keras.layers.Dense(6, activation="relu", name="hidden")(x)
+    return keras.Model(inputs, keras.layers.Dense(3, name="logits")(x))
+
+
+def test_embedding_has_the_penalties_of_a_dense_layer_on_one_hot_data():
+    # A lookup E[i] is a Dense without bias on the one-hot vector of i, raw
+    # data: no penalty of its own, every penalty after it as for that Dense.
+    vocabulary, length = 7, 5
+    text = _text_classifier(keras.layers.Embedding(vocabulary, 4, name="tokens"), keras.Input((length,), dtype="int32"))
+    one_hot = _text_classifier(keras.layers.Dense(4, use_bias=False, name="tokens"), keras.Input((length, vocabulary)))
+    one_hot.set_weights(text.get_weights())
+    before = snapshot(text)
+    ids = np.random.default_rng(3).integers(0, vocabulary, size=(4, length)).astype("int32")
+    one_hot_ids = np.eye(vocabulary, dtype="float32")[ids]
+
+    smoothed_text = keras_gsmooth.smooth_model(text, sigma=0.4, regularization=0.7)
+    smoothed_one_hot = keras_gsmooth.smooth_model(one_hot, sigma=0.4, regularization=0.7)
+    np.testing.assert_allclose(outputs_of(smoothed_text, ids)[0], outputs_of(smoothed_one_hot, one_hot_ids)[0], rtol=1e-5, atol=1e-6)
+    penalty = total_penalty(smoothed_text, ids)
+    assert penalty > 0
+    assert penalty == pytest.approx(total_penalty(smoothed_one_hot, one_hot_ids), rel=1e-5)
+    assert not smoothed_text.get_layer("tokens").losses
+    assert_unchanged(text, before)
+
+    smoothed_text.compile(optimizer=keras.optimizers.SGD(0.1), loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    table = keras.ops.convert_to_numpy(smoothed_text.get_layer("tokens").embeddings).copy()
+    smoothed_text.fit(ids, np.array([0, 1, 2, 0]), epochs=1, batch_size=4, verbose=0)
+    changed_rows = np.flatnonzero(np.any(keras.ops.convert_to_numpy(smoothed_text.get_layer("tokens").embeddings) != table, axis=1))
+    np.testing.assert_array_equal(changed_rows, np.unique(ids))
+
+
+def test_embedding_keeps_its_mask_through_conversion_and_saving(tmp_path):
+    ids = np.array([[3, 1, 0, 0], [2, 2, 5, 0]], dtype="int32")  # 0 is padding
+    text = _text_classifier(keras.layers.Embedding(6, 4, mask_zero=True, name="tokens"), keras.Input((4,), dtype="int32"))
+    unmasked = _text_classifier(keras.layers.Embedding(6, 4, name="tokens"), keras.Input((4,), dtype="int32"))
+    unmasked.set_weights(text.get_weights())
+    smoothed = keras_gsmooth.smooth_model(text, sigma=0.0, regularization=0.1)
+    np.testing.assert_allclose(outputs_of(smoothed, ids)[0], outputs_of(text, ids)[0], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(outputs_of(smoothed, ids)[0], outputs_of(unmasked, ids)[0], atol=1e-3)
+
+    keras_gsmooth.set_sigma(smoothed, 0.3)
+    path = os.path.join(tmp_path, "text.keras")
+    smoothed.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(outputs_of(loaded, ids)[0], outputs_of(smoothed, ids)[0], rtol=1e-6, atol=1e-6)
+    assert total_penalty(loaded, ids) == pytest.approx(total_penalty(smoothed, ids), rel=1e-5)
+
+
+def test_embedding_of_computed_indices_is_refused():
+    inputs = keras.Input((3,))
+    scores = keras.layers.Dense(4, name="scores")(inputs)
+    looked_up = keras.layers.Embedding(10, 2, name="lookup")(scores)
+    model = keras.Model(inputs, keras.layers.Flatten()(looked_up))
+    with pytest.raises(ValueError, match=r"(?s)lookup \(Embedding\).*indices are computed by the model.*register a rule"):
+        keras_gsmooth.smooth_model(model, sigma=0.1)
+
+
 def test_layers_that_cannot_be_cloned_are_listed_too():
     # A Lambda cannot be cloned from its config in Keras's safe mode; it is
     # listed with the other unsupported layers, and the original layers get
@@ -479,6 +539,35 @@ def test_layers_without_trainable_weights_on_raw_data_are_preprocessing():
     np.testing.assert_allclose(outputs_of(feature_model, data)[0], outputs_of(original_features, data)[0], rtol=1e-6)
     keras_gsmooth.set_sigma(smoothed, 0.0)
     np.testing.assert_allclose(outputs_of(smoothed, data)[0], outputs_of(model, data)[0], rtol=1e-5, atol=1e-6)
+
+
+def test_keras_ops_on_raw_data_are_preprocessing_and_elsewhere_refused():
+    # A functional model may call keras.ops directly. On the inputs such an
+    # operation is a fixed function of the data (kept, cloned); on a tensor
+    # the model computes it is listed, with the layer to write instead.
+    inputs = keras.Input((6,), dtype="int32")
+    scaled = keras.ops.cast(inputs, "float32") / 4.0
+    hidden = keras.layers.Dense(5, activation="relu", name="hidden")(scaled)
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(hidden))
+    operations = [node.operation for nodes in model._nodes_by_depth.values() for node in nodes]
+    nodes_before = {id(op): len(op._inbound_nodes) for op in operations}
+    data = np.random.default_rng(4).integers(0, 9, size=(3, 6)).astype("int32")
+    smoothed = keras_gsmooth.smooth_model(model, sigma=0.0, regularization=1.0)
+    np.testing.assert_allclose(outputs_of(smoothed, data)[0], outputs_of(model, data)[0], rtol=1e-6)
+    assert {id(op): len(op._inbound_nodes) for op in operations} == nodes_before
+    names = [layer.name for layer in smoothed.layers]
+    assert "hidden_input_penalty" not in names and "head_input_penalty" in names
+
+    doubled = keras.ops.relu(hidden) * 2.0
+    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(doubled))
+    before = snapshot(model)
+    with pytest.raises(ValueError) as error:
+        keras_gsmooth.smooth_model(model, sigma=0.1)
+    message = str(error.value)
+    assert "2 layer(s) or operation(s)" in message
+    for expected in ["(Relu): a keras.ops operation", "(Multiply): a keras.ops operation", "Activation for an activation"]:
+        assert expected in message
+    assert_unchanged(model, before)
 
 
 def test_a_smoothed_model_is_not_smoothed_again():
