@@ -9,6 +9,7 @@ from typing import Union
 import keras
 from keras import tree
 
+from keras_gsmooth import operations
 from keras_gsmooth import rules
 from keras_gsmooth.layers import InputPenalty
 from keras_gsmooth.sigma import SmoothedModel
@@ -43,6 +44,11 @@ def smooth_model(
     - Multiply: `λ·Σ[Π(a_j² + σ²/2) − Π a_j²]` over its perturbed factors;
     - Dropout(p): λ·(p/(1−p))‖x‖².
 
+    Bare `keras.ops` calls in a functional model follow the same
+    mathematics (`keras_gsmooth.operations`): linear ones (`a + b`,
+    `x * 0.5`, reshapes, slices, means) are kept, Keras's activations are
+    smoothed, and the rest is refused.
+
     Layers that only ever see raw data (the model's inputs, or tensors
     computed from them without any trainable weight, such as a Flatten or an
     adapted Normalization of the input) get no penalty, since smoothing over
@@ -67,7 +73,10 @@ def smooth_model(
             mapping from the original layer names to λ (layers not named get
             λ = 0); or a callable `layer -> λ` called with each original
             layer. A fused activation split from a layer shares that layer's
-            λ; the paper's Table 6 λ's are per layer.
+            λ; the paper's Table 6 λ's are per layer. A bare `keras.ops`
+            activation (`keras.ops.relu(x)`) is smoothed like an activation
+            layer, and the mapping or callable receives the operation (its
+            name is the operation's, e.g. `"relu"`).
         replace_max_pooling: Replace MaxPooling layers by average pooling of
             the same geometry (an approximation the user opts in to; there is
             no closed-form smoothing of a max).
@@ -288,9 +297,15 @@ class _GraphConverter:
             entry = (layer, _NestedModel.convert(self, layer, all_calls, raw), None)
             self._replacements[key] = entry
             return entry
+        context = self._context_for(layer, call, all_calls, raw, output_ids)
         try:
-            rule = rules.get_rule(layer)
-            replacement = rule(layer, self._context_for(layer, call, all_calls, raw, output_ids))
+            if isinstance(layer, keras.layers.Layer):
+                replacement = rules.get_rule(layer)(layer, context)
+            else:
+                perturbed = [not _all_raw(argument, raw) for argument in call.node.arguments.args]
+                replacement = operations.operation_rule(layer, perturbed, context)
+                if isinstance(replacement.layer, keras.layers.Layer):
+                    replacement.layer.name = self._unique_name(replacement.layer.name)
         except rules.UnsupportedLayer as error:
             # Keep walking with a stand-in, so that one error lists every
             # unsupported layer; nothing is returned once any was found.
@@ -377,7 +392,12 @@ def _clone_operation(operation):
     """A new layer or bare `keras.ops` operation of the same class and configuration."""
     if isinstance(operation, keras.layers.Layer):
         return rules.clone_layer(operation)
-    return type(operation).from_config(operation.get_config())
+    return operations.clone_operation(operation)
+
+
+def _all_raw(argument, raw) -> bool:
+    """Whether every tensor in a call argument is raw data (true of a constant)."""
+    return all(raw[id(tensor)] for tensor in tree.flatten(argument) if isinstance(tensor, keras.KerasTensor))
 
 
 class _StandIn:

@@ -130,7 +130,7 @@ def _keras_name(activation):
     return keras_activation_name(function)
 
 
-def _is_elementwise(activation) -> bool:
+def is_elementwise_activation(activation) -> bool:
     """Whether an activation (a Keras name or function, or any callable) acts element by element.
 
     Keras's activations are known by name; any other callable is probed
@@ -174,7 +174,7 @@ def _split_activation(layer, context) -> tuple:
     activation = getattr(layer, "activation", None)
     if _is_linear(activation):
         return {}, None
-    if not _is_elementwise(activation):
+    if not is_elementwise_activation(activation):
         if context.is_output:
             # A final softmax stays part of the data loss, unsmoothed.
             return {}, None
@@ -331,7 +331,7 @@ def separable_conv_rule(layer: keras.layers.Layer, context: RuleContext) -> Repl
 def activation_rule(layer: keras.layers.Layer, context: RuleContext) -> Replacement:
     """Activation layers: h → h_σ with the variance penalty `Σ Var_σ[h](x)`."""
     identifier = activation_of_layer(layer)
-    if not _is_elementwise(identifier):
+    if not is_elementwise_activation(identifier):
         if context.is_output:
             return Replacement(clone_layer(layer))
         raise UnsupportedLayer(
@@ -551,17 +551,8 @@ def get_rule(layer: keras.layers.Layer) -> Rule:
     """The rule for `layer`'s exact class.
 
     Raises:
-        UnsupportedLayer: if no rule is registered for the class, or if
-            `layer` is a bare `keras.ops` operation of a functional model.
+        UnsupportedLayer: if no rule is registered for the class.
     """
-    if not isinstance(layer, keras.layers.Layer):
-        raise UnsupportedLayer(
-            "a keras.ops operation on a tensor the model computes; the converter smooths "
-            "layers. Write it as a layer that has a rule (keras.layers.Add, Subtract or "
-            "Multiply for +, - and *, Rescaling for a constant factor, Activation for an "
-            "activation, Reshape or Permute for a reshape), or as a Layer subclass with a "
-            "registered rule"
-        )
     rule = _RULES.get(type(layer))
     if rule is not None:
         return rule

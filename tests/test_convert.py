@@ -541,10 +541,10 @@ def test_layers_without_trainable_weights_on_raw_data_are_preprocessing():
     np.testing.assert_allclose(outputs_of(smoothed, data)[0], outputs_of(model, data)[0], rtol=1e-5, atol=1e-6)
 
 
-def test_keras_ops_on_raw_data_are_preprocessing_and_elsewhere_refused():
+def test_keras_ops_on_raw_data_are_preprocessing():
     # A functional model may call keras.ops directly. On the inputs such an
-    # operation is a fixed function of the data (kept, cloned); on a tensor
-    # the model computes it is listed, with the layer to write instead.
+    # operation is a fixed function of the data, kept (cloned, so the
+    # original operations get no new nodes).
     inputs = keras.Input((6,), dtype="int32")
     scaled = keras.ops.cast(inputs, "float32") / 4.0
     hidden = keras.layers.Dense(5, activation="relu", name="hidden")(scaled)
@@ -558,14 +558,100 @@ def test_keras_ops_on_raw_data_are_preprocessing_and_elsewhere_refused():
     names = [layer.name for layer in smoothed.layers]
     assert "hidden_input_penalty" not in names and "head_input_penalty" in names
 
-    doubled = keras.ops.relu(hidden) * 2.0
-    model = keras.Model(inputs, keras.layers.Dense(2, name="head")(doubled))
+
+def _residual_block(written_with_ops):
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(5, name="first")(inputs)
+    if written_with_ops:
+        activated = keras.ops.leaky_relu(hidden, negative_slope=0.1)
+        branch = keras.layers.Dense(5, name="branch")(activated)
+        merged = keras.ops.mean(keras.ops.reshape(activated + branch, (-1, 5, 1)) * 0.5, axis=-1)
+    else:
+        activated = keras.layers.LeakyReLU(0.1, name="activated")(hidden)
+        branch = keras.layers.Dense(5, name="branch")(activated)
+        merged = keras.layers.Rescaling(0.5)(keras.layers.Add()([activated, branch]))
+    return keras.Model(inputs, keras.layers.Dense(2, name="head")(merged))
+
+
+def test_keras_ops_on_computed_tensors_convert_like_the_layers_they_stand_for(tmp_path):
+    # `a + b`, `* 0.5`, a reshape and a mean are fixed linear maps (kept);
+    # `keras.ops.leaky_relu` is smoothed like the LeakyReLU layer.
+    with_ops, with_layers = _residual_block(True), _residual_block(False)
+    with_layers.set_weights(with_ops.get_weights())
+    before = snapshot(with_ops)
+    x = random_inputs(with_ops, batch=3)
+    smoothed_ops = keras_gsmooth.smooth_model(with_ops, sigma=0.3, regularization=0.5)
+    smoothed_layers = keras_gsmooth.smooth_model(with_layers, sigma=0.3, regularization=0.5)
+    np.testing.assert_allclose(outputs_of(smoothed_ops, x)[0], outputs_of(smoothed_layers, x)[0], rtol=1e-5, atol=1e-6)
+    penalty = total_penalty(smoothed_ops, x)
+    assert penalty > total_penalty(keras_gsmooth.smooth_model(with_ops, sigma=0.3, regularization={"first": 0.5, "branch": 0.5, "head": 0.5}), x)
+    assert penalty == pytest.approx(total_penalty(smoothed_layers, x), rel=1e-5)
+    assert_unchanged(with_ops, before)
+
+    path = os.path.join(tmp_path, "ops.keras")
+    smoothed_ops.save(path)
+    loaded = keras.saving.load_model(path)
+    np.testing.assert_allclose(outputs_of(loaded, x)[0], outputs_of(smoothed_ops, x)[0], rtol=1e-6, atol=1e-6)
+    assert total_penalty(loaded, x) == pytest.approx(penalty, rel=1e-5)
+    keras_gsmooth.set_sigma(smoothed_ops, 0.0)
+    np.testing.assert_allclose(outputs_of(smoothed_ops, x)[0], outputs_of(with_ops, x)[0], rtol=1e-5, atol=1e-6)
+
+
+_ACTIVATION_OPERATIONS = [
+    lambda x: keras.ops.relu(x),
+    lambda x: keras.ops.relu6(x),
+    lambda x: keras.ops.leaky_relu(x, negative_slope=0.3),
+    lambda x: keras.ops.elu(x, alpha=0.5),
+    lambda x: keras.ops.selu(x),
+    lambda x: keras.ops.celu(x, alpha=2.0),
+    lambda x: keras.ops.gelu(x, approximate=False),
+    lambda x: keras.ops.gelu(x, approximate=True),
+    lambda x: keras.ops.silu(x),
+    lambda x: keras.ops.sigmoid(x),
+    lambda x: keras.ops.hard_sigmoid(x),
+    lambda x: keras.ops.hard_silu(x),
+    lambda x: keras.ops.log_sigmoid(x),
+    lambda x: keras.ops.softplus(x),
+    lambda x: keras.ops.softsign(x),
+    lambda x: keras.ops.tanh(x),
+    lambda x: keras.ops.exp(x),
+    lambda x: keras.ops.softmax(x, axis=-1),
+    lambda x: keras.ops.log_softmax(x, axis=-1),
+]
+
+
+@pytest.mark.parametrize("index", range(len(_ACTIVATION_OPERATIONS)))
+def test_every_activation_operation_becomes_its_keras_activation(index):
+    # The table of activation operations: each one, as the model's output
+    # (where a softmax may stay), gives the original's values at σ = 0.
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, _ACTIVATION_OPERATIONS[index](keras.layers.Dense(4, name="dense_in")(inputs)))
+    smoothed = keras_gsmooth.smooth_model(model, sigma=0.0, regularization=0.1)
+    x = random_inputs(model, batch=5)
+    np.testing.assert_allclose(outputs_of(smoothed, x)[0], outputs_of(model, x)[0], rtol=1e-5, atol=1e-5)
+    softmax = index >= len(_ACTIVATION_OPERATIONS) - 2  # kept unsmoothed on the output
+    assert any(isinstance(layer, SmoothActivation) for layer in smoothed.layers) != softmax
+
+
+def test_keras_ops_without_a_linear_or_activation_form_are_refused():
+    inputs = keras.Input((4,))
+    a = keras.layers.Dense(4, name="a")(inputs)
+    b = keras.layers.Dense(4, name="b")(inputs)
+    outputs = [a * b, 1.0 / a, keras.ops.matmul(keras.ops.expand_dims(a, -1), keras.ops.expand_dims(b, 1)), keras.ops.square(a), keras.ops.softmax(a) + b]
+    model = keras.Model(inputs, outputs)
     before = snapshot(model)
     with pytest.raises(ValueError) as error:
         keras_gsmooth.smooth_model(model, sigma=0.1)
     message = str(error.value)
-    assert "2 layer(s) or operation(s)" in message
-    for expected in ["(Relu): a keras.ops operation", "(Multiply): a keras.ops operation", "Activation for an activation"]:
+    assert "5 layer(s) or operation(s)" in message
+    for expected in [
+        "(Multiply): a product of tensors the model computes",
+        "(TrueDivide): a division by a tensor the model computes",
+        "(Matmul): a keras.ops operation on a tensor the model computes, with no smoothing rule",
+        "(Square): a keras.ops operation",
+        "(Softmax): its activation is not elementwise",
+        "keras.layers.Multiply for a product",
+    ]:
         assert expected in message
     assert_unchanged(model, before)
 
