@@ -80,7 +80,8 @@ def smooth_model(
         replace_max_pooling: Replace MaxPooling layers by average pooling of
             the same geometry (an approximation the user opts in to; there is
             no closed-form smoothing of a max).
-        name: The new model's name; defaults to `"<model.name>_smoothed"`.
+        name: The new model's name, without '.'; defaults to
+            `"<model.name>_smoothed"` with any '.' replaced by '_'.
 
     Returns:
         A `keras_gsmooth.SmoothedModel` with the original's inputs, outputs
@@ -114,7 +115,8 @@ def smooth_model(
     regularization_of = _regularization_resolver(regularization, model)
     converter = _GraphConverter(regularization_of, replace_max_pooling)
     inputs, outputs = converter.convert_top_level(model)
-    smoothed = SmoothedModel(inputs, outputs, sigma=sigma, name=name or f"{model.name}_smoothed")
+    default_name = f"{model.name}_smoothed".replace(".", "_")  # e.g. Keras's "mobilenetv2_1.00_224"
+    smoothed = SmoothedModel(inputs, outputs, sigma=sigma, name=name or default_name)
     converter.copy_weights()
     return smoothed
 

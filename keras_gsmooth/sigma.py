@@ -121,6 +121,15 @@ class SmoothedModel(keras.Model):
 
     def __init__(self, *args, sigma=0.0, **kwargs):
         super().__init__(*args, **kwargs)
+        if "." in self.name:
+            # The σ variable's path is "<name>/sigma", and PyTorch refuses a
+            # parameter name with a dot; refused on every backend, so that a
+            # saved model loads on each.
+            raise ValueError(
+                f"SmoothedModel: `name` {self.name!r} contains '.', which PyTorch does not "
+                "allow in the path of the model's σ variable. Use a name without '.', "
+                f"e.g. {self.name.replace('.', '_')!r}."
+            )
         schedule = schedules.get(sigma)
         self._sigma_schedule = schedule
         self.sigma = self.add_weight(

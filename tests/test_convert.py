@@ -762,3 +762,15 @@ def test_unbuilt_sequential_and_subclassed_models_are_refused():
 
     with pytest.raises(ValueError, match="subclassed"):
         keras_gsmooth.smooth_model(Custom())
+
+
+def test_a_model_name_with_a_dot_gets_a_loadable_smoothed_name():
+    # PyTorch refuses '.' in the σ variable's path "<name>/sigma"; Keras names
+    # some of its applications so ("mobilenetv2_1.00_224").
+    inputs = keras.Input((3,))
+    model = keras.Model(inputs, keras.layers.Dense(2)(inputs), name="net_1.5")
+    before = snapshot(model)
+    assert keras_gsmooth.smooth_model(model, sigma=0.1).name == "net_1_5_smoothed"
+    with pytest.raises(ValueError, match=r"`name` 'mine\.v2' contains '\.'.*'mine_v2'"):
+        keras_gsmooth.smooth_model(model, sigma=0.1, name="mine.v2")
+    assert_unchanged(model, before)
