@@ -283,7 +283,10 @@ class DenseKernelPenalty(_SmoothingPenalty):
     Smoothing the Dense term ‖xθ + b − y‖² of the lifted objective over the
     layer's input x adds (σ²/2)‖θ‖²_F per sample (SPEC.md §3). Use it as the
     Dense layer's `kernel_regularizer`; its λ is the layer's λ_l, shared with
-    the `DenseInputPenalty` on the layer's input.
+    the `DenseInputPenalty` on the layer's input. A Dense layer on inputs of
+    shape `(batch, ..., features)` applies its kernel at every position of
+    the middle axes and pays the penalty at each: `smooth_model` passes λ_l
+    times their number.
 
     Args:
         regularization: λ, a float `>= 0`.

@@ -10,6 +10,7 @@ subclass of `Dense` with its own `call` is not silently treated as a
 
 import dataclasses
 import functools
+import math
 from typing import Callable
 from typing import Optional
 
@@ -203,13 +204,21 @@ def _with_extra_regularizer(existing, penalty):
 
 
 def dense_rule(layer: keras.layers.Dense, context: RuleContext) -> Replacement:
-    """Dense: (σ²/2)‖θ‖² on the kernel and (σ²·units/2)‖x‖² on the input."""
+    """Dense: (σ²/2)‖θ‖² on the kernel per position and (σ²·units/2)‖x‖² on the input.
+
+    A Dense layer on inputs of shape `(batch, ..., features)` applies its
+    kernel at every position of the middle axes (a 1×1 convolution), and
+    each position's input is a variable of its own: the kernel penalty
+    counts once per position, as a convolution's counts its taps. Those
+    axes must then have a static size.
+    """
     overrides, activation = _split_activation(layer, context)
     input_penalty = None
     if context.penalized:
+        positions = math.prod(_position_axes(context.input_shape))
         overrides["kernel_regularizer"] = _with_extra_regularizer(
             layer.kernel_regularizer,
-            regularizers.DenseKernelPenalty(context.regularization * context.penalized_calls),
+            regularizers.DenseKernelPenalty(context.regularization * context.penalized_calls * positions),
         )
         input_penalty = regularizers.DenseInputPenalty(layer.units, context.regularization)
     return Replacement(clone_layer(layer, **overrides), input_penalty, activation)
@@ -221,14 +230,20 @@ _TRANSPOSED_CONVOLUTIONS = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTra
 
 def _spatial_shape(layer: keras.layers.Layer, shape: tuple) -> tuple:
     """The spatial sizes in a convolution's input or output shape, which must be static."""
-    spatial_shape = tuple(shape[1:-1]) if layer.data_format == "channels_last" else tuple(shape[2:])
-    if any(size is None for size in spatial_shape):
+    channels_last = tuple(shape) if layer.data_format == "channels_last" else (shape[0], *shape[2:], shape[1])
+    return _position_axes(channels_last)
+
+
+def _position_axes(shape: tuple) -> tuple:
+    """The sizes between the batch and the feature axis of a shape, which must be static."""
+    sizes = tuple(shape[1:-1])
+    if any(size is None for size in sizes):
         raise UnsupportedLayer(
-            f"its input has a dynamic spatial shape {spatial_shape}; the "
-            "convolution penalties count taps per position and need a "
+            f"its input has a dynamic shape {sizes} between the batch and the feature axis; "
+            "the kernel penalty counts the positions the kernel is applied at and needs a "
             "static shape (give the model's Input a full shape)"
         )
-    return spatial_shape
+    return sizes
 
 
 def _geometry(layer: keras.layers.Layer) -> dict:

@@ -1,6 +1,7 @@
 """Tests of `smooth_model`: structure, exact penalties, equivalence at σ = 0, errors."""
 
 import json
+import math
 import os
 
 import keras
@@ -774,3 +775,39 @@ def test_a_model_name_with_a_dot_gets_a_loadable_smoothed_name():
     with pytest.raises(ValueError, match=r"`name` 'mine\.v2' contains '\.'.*'mine_v2'"):
         keras_gsmooth.smooth_model(model, sigma=0.1, name="mine.v2")
     assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize("positions", [(5,), (3, 4)])
+def test_dense_on_positions_has_the_penalties_of_a_pointwise_convolution(positions):
+    # A Dense on (batch, ..., features) is a 1×1 convolution: its kernel
+    # penalty counts every position, as the convolution's tap counts do.
+    def network(pointwise):
+        inputs = keras.Input(positions + (3,))
+        hidden = keras.layers.Dense(4, activation="tanh", name="first")(inputs)
+        return keras.Model(inputs, keras.layers.Dense(2, name="head")(pointwise(hidden)))
+
+    dense = network(keras.layers.Dense(6, activation="relu", name="pointwise"))
+    convolution_class = keras.layers.Conv1D if len(positions) == 1 else keras.layers.Conv2D
+    convolution = network(convolution_class(6, 1, activation="relu", name="pointwise"))
+    convolution.set_weights([w.reshape(c.shape) for w, c in zip(dense.get_weights(), convolution.get_weights())])
+    x = random_inputs(dense, batch=2)
+    smoothed_dense = keras_gsmooth.smooth_model(dense, sigma=0.4, regularization={"pointwise": 0.8})
+    smoothed_convolution = keras_gsmooth.smooth_model(convolution, sigma=0.4, regularization={"pointwise": 0.8})
+    np.testing.assert_allclose(outputs_of(smoothed_dense, x)[0], outputs_of(smoothed_convolution, x)[0], rtol=1e-5, atol=1e-6)
+    assert total_penalty(smoothed_dense, x) == pytest.approx(total_penalty(smoothed_convolution, x), rel=1e-5)
+    assert smoothed_dense.get_layer("pointwise").kernel_regularizer.regularization == pytest.approx(0.8 * math.prod(positions))
+
+
+def test_a_penalized_layer_on_a_dynamic_length_is_refused():
+    inputs = keras.Input((None, 3))
+    hidden = keras.layers.Dense(4, activation="relu", name="first")(inputs)  # raw data: no penalty, no count
+    hidden = keras.layers.Dense(4, name="per_token")(hidden)
+    outputs = keras.layers.Conv1D(2, 3, name="over_tokens")(hidden)
+    with pytest.raises(ValueError) as error:
+        keras_gsmooth.smooth_model(keras.Model(inputs, outputs), sigma=0.1, regularization=1.0)
+    message = str(error.value)
+    assert "2 layer(s) or operation(s)" in message
+    for name in ["per_token (Dense)", "over_tokens (Conv1D)"]:
+        assert f"{name}: its input has a dynamic shape (None,)" in message
+    assert "give the model's Input a full shape" in message
+    keras_gsmooth.smooth_model(keras.Model(inputs, outputs), sigma=0.1, regularization={"first": 1.0})
