@@ -34,6 +34,7 @@ PUBLIC_MODULES = (
     "layers",
     "regularizers",
     "rules",
+    "operations",
     "schedules",
     "optimizers",
     "svrg",
