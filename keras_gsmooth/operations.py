@@ -85,8 +85,8 @@ _ACTIVATIONS = {
 
 _WRITE_A_LAYER = (
     "Write it as a layer that has a rule (keras.layers.Multiply for a product of "
-    "computed tensors, Dense for a matrix product, Activation for an activation), "
-    "or as a Layer subclass with a registered rule"
+    "computed tensors, Dot for a dot or matrix product of them, Activation for an "
+    "activation), or as a Layer subclass with a registered rule"
 )
 
 

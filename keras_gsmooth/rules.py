@@ -412,6 +412,32 @@ def multiply_rule(layer: keras.layers.Multiply, context: RuleContext) -> Replace
     Inputs that are raw data in every call are not perturbed. A product of a
     tensor with itself is refused: its factors are not independent.
     """
+    config = layer.get_config()
+    config["regularization"] = _applied_weight(context)
+    config["perturbed"] = _perturbed_factors(context)
+    return Replacement(layers.SmoothMultiply.from_config(config))
+
+
+def dot_rule(layer: keras.layers.Dot, context: RuleContext) -> Replacement:
+    """Dot → `SmoothDot`: the same dot product, with the summed variance of its products as penalty.
+
+    As for Multiply, raw-data inputs are not perturbed and a dot product of
+    a tensor with itself is refused; so is `normalize=True`, a cosine
+    similarity, which is not a product of the inputs.
+    """
+    if layer.normalize:
+        raise UnsupportedLayer(
+            "with `normalize=True` it computes a cosine similarity, which is not a product of its "
+            "inputs and has no closed-form smoothing; use `normalize=False`"
+        )
+    config = layer.get_config()
+    config["regularization"] = _applied_weight(context)
+    config["perturbed"] = _perturbed_factors(context)
+    return Replacement(layers.SmoothDot.from_config(config))
+
+
+def _perturbed_factors(context: RuleContext) -> list:
+    """Which factors of a product are perturbed: those that are not raw data in any call."""
     if context.repeated_input:
         raise UnsupportedLayer(
             "it multiplies a tensor by itself, whose perturbations are not independent; write the "
@@ -421,12 +447,9 @@ def multiply_rule(layer: keras.layers.Multiply, context: RuleContext) -> Replace
     if context.inputs_raw is None:
         raise UnsupportedLayer(
             "its inputs are raw data in some calls and not in others, so which of them are perturbed "
-            "is not one choice; use a separate Multiply layer for each kind of call"
+            "is not one choice; use a separate layer for each kind of call"
         )
-    config = layer.get_config()
-    config["regularization"] = _applied_weight(context)
-    config["perturbed"] = [not is_raw for is_raw in context.inputs_raw]
-    return Replacement(layers.SmoothMultiply.from_config(config))
+    return [not is_raw for is_raw in context.inputs_raw]
 
 
 def dropout_rule(layer: keras.layers.Layer, context: RuleContext) -> Replacement:
@@ -515,6 +538,7 @@ _KNOWN_UNSUPPORTED = {
     SmoothActivation: _ALREADY_SMOOTHED,
     layers.SmoothPReLU: _ALREADY_SMOOTHED,
     layers.SmoothMultiply: _ALREADY_SMOOTHED,
+    layers.SmoothDot: _ALREADY_SMOOTHED,
     layers.SmoothSeparableConv1D: _ALREADY_SMOOTHED,
     layers.SmoothSeparableConv2D: _ALREADY_SMOOTHED,
     InputPenalty: _ALREADY_SMOOTHED,
@@ -599,6 +623,7 @@ def _register_builtin_rules():
         prelu_rule: [keras.layers.PReLU],
         batch_normalization_rule: [keras.layers.BatchNormalization],
         multiply_rule: [keras.layers.Multiply],
+        dot_rule: [keras.layers.Dot],
         embedding_rule: [keras.layers.Embedding],
         dropout_rule: [
             keras.layers.Dropout,

@@ -1,6 +1,7 @@
-"""`SmoothMultiply`: its variance penalty against Monte-Carlo sampling of the
-factors, broadcasting, σ = 0, save/load, and its conversion by
-`smooth_model` (gates, squeeze-and-excitation, raw inputs, x·x refused)."""
+"""`SmoothMultiply` and `SmoothDot`: their variance penalties against
+Monte-Carlo sampling of the factors, broadcasting, σ = 0, save/load, and
+their conversion by `smooth_model` (gates, squeeze-and-excitation, a
+two-tower score, raw inputs, x·x and cosine similarity refused)."""
 
 import keras
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 from keras import ops
 
 import keras_gsmooth
+from keras_gsmooth.layers import SmoothDot
 from keras_gsmooth.layers import SmoothMultiply
 
 
@@ -140,3 +142,80 @@ def test_a_tensor_times_itself_is_refused():
     model = keras.Model(inputs, keras.layers.Dense(1)(squared))
     with pytest.raises(ValueError, match=r"square \(Multiply\): it multiplies a tensor by itself.*Activation"):
         keras_gsmooth.smooth_model(model, sigma=0.1)
+
+
+@pytest.mark.montecarlo
+@pytest.mark.parametrize(
+    "axes, shapes, perturbed, contraction",
+    [
+        (1, [(1, 5), (1, 5)], [True, True], "sk,sk->s"),
+        ((2, 1), [(1, 3, 4), (1, 4, 2)], [True, False], "sik,skj->sij"),
+        ((1, 1), [(1, 4, 3), (1, 4, 2)], [False, True], "ski,skj->sij"),
+    ],
+)
+def test_dot_penalty_matches_monte_carlo_of_the_dot_product(axes, shapes, perturbed, contraction):
+    sigma, samples = 0.7, 200_000
+    rng = np.random.default_rng(11)
+    a, b = (rng.normal(size=shape).astype("float32") for shape in shapes)
+    layer = SmoothDot(axes=axes, sigma=sigma, regularization=2.0, perturbed=perturbed)
+    penalty = _penalty(layer, [a, b])
+    exact = np.einsum(contraction, a, b)
+    np.testing.assert_allclose(_numpy(layer([a, b])).reshape(exact.shape), exact, rtol=1e-5, atol=1e-6)  # Keras keeps a unit axis for vectors
+
+    noise_scale = sigma * np.sqrt(0.5)
+    noisy_a, noisy_b = (
+        x[0] + flag * noise_scale * rng.standard_normal((samples,) + x.shape[1:]) for x, flag in zip((a, b), perturbed)
+    )
+    dots = np.einsum(contraction, noisy_a, noisy_b)
+    summed_squares = ((dots - exact[0]) ** 2).reshape(samples, -1).sum(axis=1)
+    standard_error = summed_squares.std() / np.sqrt(samples)
+    assert abs(penalty / 2.0 - summed_squares.mean()) < 5 * standard_error
+
+
+def test_dot_closed_form_at_large_values_and_sigma_zero():
+    a = np.full((2, 3), 300.0, "float32")
+    b = a + 1.0
+    s2 = 1e-6 / 2  # σ = 1e-3
+    expected = 3 * (s2 * (300.0**2 + 301.0**2) + s2**2)  # per sample
+    assert _penalty(SmoothDot(axes=1, sigma=1e-3, regularization=1.0), [a, b]) == pytest.approx(expected, rel=1e-5)
+    assert _penalty(SmoothDot(axes=1, sigma=0.0, regularization=1.0), [a, b]) == 0.0
+
+
+def test_dot_refuses_normalize_and_a_wrong_perturbed_list():
+    with pytest.raises(ValueError, match="normalize=True.*cosine similarity"):
+        SmoothDot(axes=1, normalize=True)
+    with pytest.raises(ValueError, match="one bool for each of the two inputs"):
+        SmoothDot(axes=1, perturbed=[True])
+
+
+def _two_tower_network(normalize=False):
+    users, items = keras.Input((6,), name="users"), keras.Input((5,), name="items")
+    user_vector = keras.layers.Dense(4, activation="relu", name="user_tower")(users)
+    item_vector = keras.layers.Dense(4, name="item_tower")(items)
+    score = keras.layers.Dot(axes=1, normalize=normalize, name="score")([user_vector, item_vector])
+    return keras.Model([users, items], keras.layers.Activation("sigmoid", name="probability")(score))
+
+
+def test_smooth_model_converts_dot_and_refuses_cosine_similarity(tmp_path):
+    model = _two_tower_network()
+    rng = np.random.default_rng(6)
+    data = [rng.normal(size=(3, 6)).astype("float32"), rng.normal(size=(3, 5)).astype("float32")]
+    at_zero = keras_gsmooth.smooth_model(model, sigma=0.0, regularization=1.0)
+    np.testing.assert_allclose(_numpy(at_zero(data)), _numpy(model(data)), rtol=1e-5, atol=1e-6)
+
+    smoothed = keras_gsmooth.smooth_model(model, sigma=0.4, regularization={"score": 1.5})
+    score = smoothed.get_layer("score")
+    assert isinstance(score, SmoothDot) and score.perturbed == [True, True]
+    smoothed(data)
+    towers = [_numpy(keras.Model(smoothed.inputs, smoothed.get_layer(name).output)(data)) for name in ("user_tower_activation", "item_tower")]
+    s2 = 0.4**2 / 2
+    expected = 1.5 * np.sum(s2 * (towers[0] ** 2 + towers[1] ** 2) + s2**2) / 3
+    np.testing.assert_allclose(float(_numpy(score.losses[0])), expected, rtol=1e-5)
+
+    smoothed.save(tmp_path / "towers.keras")
+    restored = keras.saving.load_model(tmp_path / "towers.keras")
+    np.testing.assert_allclose(_numpy(restored(data)), _numpy(smoothed(data)), rtol=1e-6)
+    np.testing.assert_allclose(_numpy(sum(restored.losses)), _numpy(sum(smoothed.losses)), rtol=1e-5)
+
+    with pytest.raises(ValueError, match=r"score \(Dot\): with `normalize=True` it computes a cosine similarity"):
+        keras_gsmooth.smooth_model(_two_tower_network(normalize=True), sigma=0.1)

@@ -1,4 +1,4 @@
-"""`SmoothMultiply`: a product of variables and the variance penalty of its perturbed factors."""
+"""`SmoothMultiply` and `SmoothDot`: products of variables and the variance penalty of their perturbed factors."""
 
 import keras
 from keras import ops
@@ -87,6 +87,82 @@ class SmoothMultiply(keras.layers.Multiply, PenalizedLayer):
             variance = square * variance + noise * moment
             moment = (square + noise) * moment
         return variance
+
+    def get_config(self) -> dict:
+        config = super().get_config()
+        config.update({"sigma": self._sigma_constant, "regularization": self.regularization, "perturbed": self.perturbed})
+        return config
+
+
+@keras.saving.register_keras_serializable(package="keras_gsmooth")
+class SmoothDot(keras.layers.Dot, PenalizedLayer):
+    """A dot product of two inputs (as `keras.layers.Dot`) with the variance penalty of its perturbed factors.
+
+    The smoothed replacement of `keras.layers.Dot` without normalisation.
+    Each output unit is a sum `Σ_k a_k b_k` over the contracted axis of
+    products of independent factors, `ã = a + σu`, `b̃ = b + σv` (raw data
+    not perturbed), so its mean is the dot product itself and its variance
+    is `Σ_k [(a_k² + s_a)(b_k² + s_b) − a_k² b_k²]`, with `s = σ²/2` for a
+    perturbed factor and 0 for raw data. When `regularization = λ > 0` the
+    layer adds `λ · Σ_units Var` per sample, averaged over the batch, to its
+    losses, computed as the sum of the non-negative terms
+    `s_b·a²·1 + s_a·1·b² + s_a·s_b·1·1`, each a dot product over the same
+    axes, so it cannot cancel.
+
+    Args:
+        axes: As `keras.layers.Dot`.
+        sigma: The smoothing radius used while the layer is not bound to a
+            `keras_gsmooth.SmoothedModel`'s σ, a float `>= 0`.
+        regularization: The penalty weight λ `>= 0` (0 switches it off).
+        perturbed: Two bools: whether each input is perturbed (False for
+            raw data). None perturbs both.
+        **kwargs: Base layer arguments (`name`, `dtype`, …).
+
+    Raises:
+        ValueError: for `normalize=True` (a cosine similarity is not a
+            product of its inputs), a negative, NaN or infinite `sigma` or
+            `regularization`, or a `perturbed` that is not two bools.
+
+    Example:
+
+    ```python
+    users, items = keras.Input((8,)), keras.Input((8,))
+    user_vector = keras.layers.Dense(4)(users)
+    item_vector = keras.layers.Dense(4)(items)
+    score = keras_gsmooth.layers.SmoothDot(axes=1, regularization=1e-5)([user_vector, item_vector])
+    ```
+    """
+
+    def __init__(self, axes, sigma: float = 0.0, regularization: float = 0.0, perturbed=None, **kwargs):
+        super().__init__(axes, **kwargs)
+        if self.normalize:
+            raise ValueError(
+                f"SmoothDot {self.name!r}: `normalize=True` computes a cosine similarity, which is "
+                "not a product of the inputs and has no closed-form smoothing. Pass `normalize=False`."
+            )
+        self.regularization = self._init_penalty(sigma, regularization)
+        if perturbed is not None and len(perturbed) != 2:
+            raise ValueError(
+                f"SmoothDot {self.name!r}: `perturbed` must give one bool for each of the two "
+                f"inputs. Received: perturbed={perturbed!r}"
+            )
+        self.perturbed = None if perturbed is None else [bool(flag) for flag in perturbed]
+
+    def call(self, inputs):
+        outputs = super().call(inputs)
+        if self.regularization > 0.0:
+            self._add_per_sample_penalty(self.regularization, ops.sum(self._dot_variance(inputs)), inputs[0])
+        return outputs
+
+    def _dot_variance(self, inputs):
+        """`s_b·(a²·1) + s_a·(1·b²) + s_a·s_b·(1·1)`, each a dot product over the layer's axes."""
+        half_sigma2 = 0.5 * ops.square(self.current_sigma("float32"))
+        a, b = (ops.cast(x, "float32") for x in inputs)
+        perturbed = self.perturbed if self.perturbed is not None else [True, True]
+        noise_a, noise_b = (half_sigma2 if flag else 0.0 for flag in perturbed)
+        dot = super().call
+        ones_a, ones_b = ops.ones_like(a), ops.ones_like(b)
+        return noise_b * dot([ops.square(a), ones_b]) + noise_a * dot([ones_a, ops.square(b)]) + noise_a * noise_b * dot([ones_a, ones_b])
 
     def get_config(self) -> dict:
         config = super().get_config()
