@@ -299,7 +299,7 @@ class _GraphConverter:
             entry = (layer, _NestedModel.convert(self, layer, all_calls, raw), None)
             self._replacements[key] = entry
             return entry
-        context = self._context_for(layer, call, all_calls, raw, output_ids)
+        context = self._context_for(layer, all_calls, raw, output_ids)
         try:
             if isinstance(layer, keras.layers.Layer):
                 replacement = rules.get_rule(layer)(layer, context)
@@ -326,18 +326,18 @@ class _GraphConverter:
         self._replacements[key] = entry
         return entry
 
-    def _context_for(self, layer, call, all_calls, raw, output_ids):
+    def _context_for(self, layer, all_calls, raw, output_ids):
         # Which inputs are raw data, call by call.
         raw_patterns = [tuple(raw.get(id(t), False) for t in c.inputs) for c in all_calls]
+        input_shapes = [tuple(c.inputs[0].shape) for c in all_calls]
         return rules.RuleContext(
             regularization=self._regularization_of(layer),
-            penalized_calls=sum(1 for pattern in raw_patterns if not all(pattern)),
-            input_shape=tuple(call.inputs[0].shape),
+            input_shapes=tuple(input_shapes),
+            penalized_input_shapes=tuple(shape for shape, pattern in zip(input_shapes, raw_patterns) if not all(pattern)),
             is_output=any(id(t) in output_ids for c in all_calls for t in c.outputs),
             replace_max_pooling=self._replace_max_pooling,
             inputs_raw=raw_patterns[0] if len(set(raw_patterns)) == 1 else None,
             repeated_input=any(len({id(t) for t in c.inputs}) < len(c.inputs) for c in all_calls),
-            calls=len(all_calls),
         )
 
     @staticmethod

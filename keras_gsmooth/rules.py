@@ -8,6 +8,7 @@ subclass of `Dense` with its own `call` is not silently treated as a
 `Dense`: register a rule for it with `register_rule`.
 """
 
+import collections
 import dataclasses
 import functools
 import math
@@ -32,11 +33,11 @@ class RuleContext:
     Attributes:
         regularization: The penalty weight λ of this layer (0 when the layer
             only ever sees raw data, whose smoothing adds constants only).
-        penalized_calls: How many times the layer is called on inputs that
-            are not raw data. A shared layer's kernel penalty counts once
-            per such call.
-        input_shape: The shape of the layer's first input (batch axis
-            included), as the functional graph knows it.
+        input_shapes: The shape of the layer's first input (batch axis
+            included) in each call, as the functional graph knows it.
+        penalized_input_shapes: The same for the calls on inputs that are
+            not raw data. A shared layer's kernel penalty counts once per
+            such call, with that call's shape.
         is_output: Whether an output of the layer is a model output.
         replace_max_pooling: Whether the user opted in to replacing
             MaxPooling by AveragePooling.
@@ -44,17 +45,30 @@ class RuleContext:
             raw data in every call; None when the calls disagree.
         repeated_input: Whether a call passes the same tensor as two of the
             layer's inputs (as in `Multiply()([x, x])`).
-        calls: How many times the layer is called, on raw data or not.
     """
 
     regularization: float
-    penalized_calls: int
-    input_shape: tuple
+    input_shapes: tuple
+    penalized_input_shapes: tuple
     is_output: bool
     replace_max_pooling: bool = False
     inputs_raw: Optional[tuple] = None
     repeated_input: bool = False
-    calls: int = 1
+
+    @property
+    def input_shape(self) -> tuple:
+        """The shape of the layer's first input in its first call."""
+        return self.input_shapes[0]
+
+    @property
+    def calls(self) -> int:
+        """How many times the layer is called, on raw data or not."""
+        return len(self.input_shapes)
+
+    @property
+    def penalized_calls(self) -> int:
+        """How many times the layer is called on inputs that are not raw data."""
+        return len(self.penalized_input_shapes)
 
     @property
     def penalized(self) -> bool:
@@ -197,10 +211,9 @@ def _applied_weight(context: RuleContext) -> float:
     return context.regularization if context.penalized else 0.0
 
 
-def _with_extra_regularizer(existing, penalty):
-    if existing is None:
-        return penalty
-    return regularizers.RegularizerSum([existing, penalty])
+def _with_extra_regularizer(existing, *penalties):
+    parts = ([] if existing is None else [existing]) + list(penalties)
+    return parts[0] if len(parts) == 1 else regularizers.RegularizerSum(parts)
 
 
 def dense_rule(layer: keras.layers.Dense, context: RuleContext) -> Replacement:
@@ -215,10 +228,10 @@ def dense_rule(layer: keras.layers.Dense, context: RuleContext) -> Replacement:
     overrides, activation = _split_activation(layer, context)
     input_penalty = None
     if context.penalized:
-        positions = math.prod(_position_axes(context.input_shape))
+        positions = sum(math.prod(_position_axes(shape)) for shape in context.penalized_input_shapes)
         overrides["kernel_regularizer"] = _with_extra_regularizer(
             layer.kernel_regularizer,
-            regularizers.DenseKernelPenalty(context.regularization * context.penalized_calls * positions),
+            regularizers.DenseKernelPenalty(context.regularization * positions),
         )
         input_penalty = regularizers.DenseInputPenalty(layer.units, context.regularization)
     return Replacement(clone_layer(layer, **overrides), input_penalty, activation)
@@ -246,6 +259,17 @@ def _position_axes(shape: tuple) -> tuple:
     return sizes
 
 
+def _per_spatial_shape(layer: keras.layers.Layer, shapes, penalty) -> list:
+    """One kernel penalty per distinct spatial shape among a convolution's calls.
+
+    `penalty(spatial_shape, count)` makes the penalty of `count` calls on
+    inputs of that shape; a layer shared between inputs of one shape gets
+    one penalty.
+    """
+    counts = collections.Counter(_spatial_shape(layer, shape) for shape in shapes)
+    return [penalty(spatial_shape, count) for spatial_shape, count in counts.items()]
+
+
 def _geometry(layer: keras.layers.Layer) -> dict:
     """A convolution's strides, padding, dilation and data format, as the conv penalties take them."""
     return dict(
@@ -270,7 +294,6 @@ def conv_rule(layer: keras.layers.Layer, context: RuleContext) -> Replacement:
     overrides, activation = _split_activation(layer, context)
     input_penalty = None
     if context.penalized:
-        spatial_shape = _spatial_shape(layer, context.input_shape)
         geometry = _geometry(layer)
         kernel_penalty, input_penalty_class = regularizers.ConvKernelPenalty, regularizers.ConvInputPenalty
         if isinstance(layer, _DEPTHWISE_CONVOLUTIONS):
@@ -284,7 +307,11 @@ def conv_rule(layer: keras.layers.Layer, context: RuleContext) -> Replacement:
             kernel_argument, outputs_per_input_channel = "kernel_regularizer", layer.filters // layer.groups
         overrides[kernel_argument] = _with_extra_regularizer(
             getattr(layer, kernel_argument),
-            kernel_penalty(spatial_shape, regularization=context.regularization * context.penalized_calls, **geometry),
+            *_per_spatial_shape(
+                layer,
+                context.penalized_input_shapes,
+                lambda spatial_shape, count: kernel_penalty(spatial_shape, regularization=context.regularization * count, **geometry),
+            ),
         )
         input_penalty = input_penalty_class(
             outputs_per_input_channel,
@@ -317,10 +344,12 @@ def separable_conv_rule(layer: keras.layers.Layer, context: RuleContext) -> Repl
         geometry = _geometry(layer)
         overrides["depthwise_regularizer"] = _with_extra_regularizer(
             layer.depthwise_regularizer,
-            regularizers.ConvKernelPenalty(
-                _spatial_shape(layer, context.input_shape),
-                regularization=context.regularization * context.penalized_calls,
-                **geometry,
+            *_per_spatial_shape(
+                layer,
+                context.penalized_input_shapes,
+                lambda spatial_shape, count: regularizers.ConvKernelPenalty(
+                    spatial_shape, regularization=context.regularization * count, **geometry
+                ),
             ),
         )
         input_penalty = regularizers.ConvInputPenalty(
@@ -329,13 +358,17 @@ def separable_conv_rule(layer: keras.layers.Layer, context: RuleContext) -> Repl
     if context.regularization > 0:
         overrides["pointwise_regularizer"] = _with_extra_regularizer(
             layer.pointwise_regularizer,
-            regularizers.ConvKernelPenalty(
-                _spatial_shape(layer, layer.compute_output_shape(context.input_shape)),
-                strides=1,
-                padding="valid",
-                dilation_rate=1,
-                data_format=layer.data_format,
-                regularization=context.regularization * context.calls,
+            *_per_spatial_shape(
+                layer,
+                [layer.compute_output_shape(shape) for shape in context.input_shapes],
+                lambda spatial_shape, count: regularizers.ConvKernelPenalty(
+                    spatial_shape,
+                    strides=1,
+                    padding="valid",
+                    dilation_rate=1,
+                    data_format=layer.data_format,
+                    regularization=context.regularization * count,
+                ),
             ),
         )
         overrides["intermediate_regularization"] = context.regularization

@@ -811,3 +811,34 @@ def test_a_penalized_layer_on_a_dynamic_length_is_refused():
         assert f"{name}: its input has a dynamic shape (None,)" in message
     assert "give the model's Input a full shape" in message
     keras_gsmooth.smooth_model(keras.Model(inputs, outputs), sigma=0.1, regularization={"first": 1.0})
+
+
+@pytest.mark.parametrize(
+    "make_layer, lengths",
+    [
+        (lambda name: keras.layers.Dense(3, name=name), (3, 5)),
+        (lambda name: keras.layers.Conv1D(3, 2, padding="same", name=name), (4, 7)),
+        (lambda name: keras.layers.SeparableConv1D(3, 3, name=name), (5, 8)),
+    ],
+)
+def test_a_layer_shared_between_inputs_of_different_lengths_counts_each_call_with_its_shape(make_layer, lengths):
+    # The lifted objective has one constraint per call: the shared layer's
+    # penalties equal those of separate copies with the same weights.
+    def network(shared):
+        inputs = [keras.Input((length, 2)) for length in lengths]
+        hidden = [keras.layers.Dense(2, activation="relu", name=f"first_{i}")(x) for i, x in enumerate(inputs)]
+        layers = [make_layer("shared")] * 2 if shared else [make_layer(f"copy_{i}") for i in range(2)]
+        pooled = [keras.layers.GlobalAveragePooling1D()(layer(x)) for layer, x in zip(layers, hidden)]
+        return keras.Model(inputs, keras.layers.Concatenate()(pooled))
+
+    shared, separate = network(True), network(False)
+    for layer in separate.layers:
+        if layer.name.startswith("copy_"):
+            layer.set_weights(shared.get_layer("shared").get_weights())
+        elif layer.weights:
+            layer.set_weights(shared.get_layer(layer.name).get_weights())
+    x = random_inputs(shared, batch=2)
+    smoothed_shared = keras_gsmooth.smooth_model(shared, sigma=0.3, regularization=0.7)
+    smoothed_separate = keras_gsmooth.smooth_model(separate, sigma=0.3, regularization=0.7)
+    np.testing.assert_allclose(outputs_of(smoothed_shared, x)[0], outputs_of(smoothed_separate, x)[0], rtol=1e-5, atol=1e-6)
+    assert total_penalty(smoothed_shared, x) == pytest.approx(total_penalty(smoothed_separate, x), rel=1e-5)
