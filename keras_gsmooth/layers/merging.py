@@ -51,7 +51,7 @@ class SmoothMultiply(keras.layers.Multiply, PenalizedLayer):
     def __init__(self, sigma: float = 0.0, regularization: float = 0.0, perturbed=None, **kwargs):
         super().__init__(**kwargs)
         self.regularization = self._init_penalty(sigma, regularization)
-        self.perturbed = None if perturbed is None else [bool(flag) for flag in perturbed]
+        self.perturbed = _flags(perturbed)
 
     def call(self, inputs, mask=None):
         outputs = super().call(inputs)
@@ -89,9 +89,7 @@ class SmoothMultiply(keras.layers.Multiply, PenalizedLayer):
         return variance
 
     def get_config(self) -> dict:
-        config = super().get_config()
-        config.update({"sigma": self._sigma_constant, "regularization": self.regularization, "perturbed": self.perturbed})
-        return config
+        return {**super().get_config(), **_product_config(self)}
 
 
 @keras.saving.register_keras_serializable(package="keras_gsmooth")
@@ -146,7 +144,7 @@ class SmoothDot(keras.layers.Dot, PenalizedLayer):
                 f"SmoothDot {self.name!r}: `perturbed` must give one bool for each of the two "
                 f"inputs. Received: perturbed={perturbed!r}"
             )
-        self.perturbed = None if perturbed is None else [bool(flag) for flag in perturbed]
+        self.perturbed = _flags(perturbed)
 
     def call(self, inputs):
         outputs = super().call(inputs)
@@ -165,6 +163,14 @@ class SmoothDot(keras.layers.Dot, PenalizedLayer):
         return noise_b * dot([ops.square(a), ones_b]) + noise_a * dot([ones_a, ops.square(b)]) + noise_a * noise_b * dot([ones_a, ones_b])
 
     def get_config(self) -> dict:
-        config = super().get_config()
-        config.update({"sigma": self._sigma_constant, "regularization": self.regularization, "perturbed": self.perturbed})
-        return config
+        return {**super().get_config(), **_product_config(self)}
+
+
+def _flags(perturbed):
+    """`perturbed` as a list of bools, or None (every input perturbed)."""
+    return None if perturbed is None else [bool(flag) for flag in perturbed]
+
+
+def _product_config(layer) -> dict:
+    """The configuration a smoothed product adds to its Keras layer's."""
+    return {"sigma": layer._sigma_constant, "regularization": layer.regularization, "perturbed": layer.perturbed}
