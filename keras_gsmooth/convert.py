@@ -14,6 +14,7 @@ from keras_gsmooth import rules
 from keras_gsmooth.layers import InputPenalty
 from keras_gsmooth.sigma import SmoothedModel
 from keras_gsmooth.validation import check_regularization
+from keras_gsmooth.validation import check_sigma
 
 Regularization = Union[float, Mapping[str, float], Callable[[keras.layers.Layer], float]]
 
@@ -112,6 +113,8 @@ def smooth_model(
             "Pass the original model, or change σ with "
             "`keras_gsmooth.set_sigma(model, sigma)`."
         )
+    if isinstance(sigma, numbers.Real):
+        check_sigma(sigma, owner="smooth_model")
     regularization_of = _regularization_resolver(regularization, model)
     converter = _GraphConverter(regularization_of, replace_max_pooling)
     inputs, outputs = converter.convert_top_level(model)

@@ -237,6 +237,65 @@ def dense_rule(layer: keras.layers.Dense, context: RuleContext) -> Replacement:
     return Replacement(clone_layer(layer, **overrides), input_penalty, activation)
 
 
+def einsum_dense_rule(layer: keras.layers.EinsumDense, context: RuleContext) -> Replacement:
+    """EinsumDense: the penalties of Dense, with positions and units read off the equation.
+
+    Every axis the equation sums over must belong to both the input and the
+    kernel (a contraction, as in Dense); the input's other axes after the
+    batch axis are positions, where one kernel entry meets one input entry
+    each, and the kernel's other axes are units, where one input entry meets
+    one kernel entry each. The kernel penalty (σ²/2)‖θ‖² then counts once per
+    position and the input penalty (σ²·units/2)‖x‖² once per unit, exactly
+    (a Dense on `(batch, ..., features)` is `"...b,bc->...c"`). Equations
+    that sum an input axis the kernel does not have (a sum of inputs
+    before the product) are refused when the layer is penalized.
+    """
+    overrides, activation = _split_activation(layer, context)
+    input_penalty = None
+    if context.penalized:
+        positions = 0
+        for shape in context.penalized_input_shapes:
+            input_axes, kernel_axes = _einsum_axes(layer.equation, len(shape))
+            only_input = [size for axis, size in zip(input_axes[1:], shape[1:]) if axis not in kernel_axes]
+            positions += math.prod(_static_sizes(tuple(only_input)))
+        units = math.prod(size for axis, size in zip(kernel_axes, layer.kernel.shape) if axis not in input_axes)
+        overrides["kernel_regularizer"] = _with_extra_regularizer(
+            layer.kernel_regularizer,
+            regularizers.DenseKernelPenalty(context.regularization * positions),
+        )
+        input_penalty = regularizers.DenseInputPenalty(units, context.regularization)
+    return Replacement(clone_layer(layer, **overrides), input_penalty, activation)
+
+
+def _einsum_axes(equation: str, input_rank: int) -> tuple:
+    """The axis labels of an EinsumDense's input and kernel, an ellipsis expanded to the input's rank.
+
+    Raises:
+        UnsupportedLayer: if the equation sums an input axis that the
+            kernel does not have, or repeats a label within an operand.
+    """
+    input_spec, rest = equation.replace(" ", "").split(",")
+    kernel_spec, output_spec = rest.split("->")
+    elided = input_rank - (len(input_spec) - 3 if "..." in input_spec else len(input_spec))
+
+    def labels(spec):
+        head, ellipsis, tail = spec.partition("...")
+        return (*head, *((("...", i) for i in range(elided)) if ellipsis else ()), *tail)
+
+    input_axes, kernel_axes, output_axes = labels(input_spec), labels(kernel_spec), labels(output_spec)
+    if len(set(input_axes)) < len(input_axes) or len(set(kernel_axes)) < len(kernel_axes):
+        raise UnsupportedLayer(f"its equation {equation!r} repeats an axis label within an operand (a diagonal)")
+    # Keras itself refuses kernel axes that are in neither the input nor the output.
+    summed_input_axes = [str(axis) for axis in input_axes if axis not in kernel_axes and axis not in output_axes]
+    if summed_input_axes:
+        raise UnsupportedLayer(
+            f"its equation {equation!r} sums input axes {summed_input_axes} that the kernel "
+            "does not have; the smoothed penalties are exact when every summed axis belongs to "
+            "both the input and the kernel, as in Dense (sum those axes in a layer of their own)"
+        )
+    return input_axes, kernel_axes
+
+
 _DEPTHWISE_CONVOLUTIONS = (keras.layers.DepthwiseConv1D, keras.layers.DepthwiseConv2D)
 _TRANSPOSED_CONVOLUTIONS = (keras.layers.Conv1DTranspose, keras.layers.Conv2DTranspose, keras.layers.Conv3DTranspose)
 
@@ -249,10 +308,14 @@ def _spatial_shape(layer: keras.layers.Layer, shape: tuple) -> tuple:
 
 def _position_axes(shape: tuple) -> tuple:
     """The sizes between the batch and the feature axis of a shape, which must be static."""
-    sizes = tuple(shape[1:-1])
+    return _static_sizes(tuple(shape[1:-1]))
+
+
+def _static_sizes(sizes: tuple) -> tuple:
+    """`sizes` of the axes a kernel is applied along; refused if one is dynamic."""
     if any(size is None for size in sizes):
         raise UnsupportedLayer(
-            f"its input has a dynamic shape {sizes} between the batch and the feature axis; "
+            f"its input has a dynamic shape {sizes} along the axes its kernel is applied at; "
             "the kernel penalty counts the positions the kernel is applied at and needs a "
             "static shape (give the model's Input a full shape)"
         )
@@ -635,6 +698,7 @@ def get_rule(layer: keras.layers.Layer) -> Rule:
 def _register_builtin_rules():
     builtin = {
         dense_rule: [keras.layers.Dense],
+        einsum_dense_rule: [keras.layers.EinsumDense],
         separable_conv_rule: [keras.layers.SeparableConv1D, keras.layers.SeparableConv2D],
         conv_rule: [
             keras.layers.Conv1D,

@@ -749,7 +749,7 @@ def test_regularization_forms():
         keras_gsmooth.smooth_model(model, regularization={"hiden": 1.0})
     with pytest.raises(ValueError, match="regularization"):
         keras_gsmooth.smooth_model(model, regularization=-1.0)
-    with pytest.raises(ValueError, match="sigma"):
+    with pytest.raises(ValueError, match="smooth_model: `sigma`"):
         keras_gsmooth.smooth_model(model, sigma=float("nan"))
 
 
@@ -796,6 +796,81 @@ def test_dense_on_positions_has_the_penalties_of_a_pointwise_convolution(positio
     np.testing.assert_allclose(outputs_of(smoothed_dense, x)[0], outputs_of(smoothed_convolution, x)[0], rtol=1e-5, atol=1e-6)
     assert total_penalty(smoothed_dense, x) == pytest.approx(total_penalty(smoothed_convolution, x), rel=1e-5)
     assert smoothed_dense.get_layer("pointwise").kernel_regularizer.regularization == pytest.approx(0.8 * math.prod(positions))
+
+
+def _einsum_network(equation, input_shape, output_shape, bias_axes=None, activation=None):
+    inputs = keras.Input(input_shape)
+    hidden = keras.layers.Dense(input_shape[-1], name="first")(inputs)
+    layer = keras.layers.EinsumDense(equation, output_shape, bias_axes=bias_axes, activation=activation, name="einsum")
+    return keras.Model(inputs, layer(hidden))
+
+
+def _squared_jacobian_norm(function, shape):
+    """Σ‖∂f/∂v_i‖² over the entries of a `v` of `shape`, f linear, from its values on the basis."""
+    total = 0.0
+    for index in np.ndindex(*shape):
+        basis = np.zeros(shape)
+        basis[index] = 1.0
+        total += np.sum(function(basis) ** 2)
+    return total
+
+
+@pytest.mark.parametrize(
+    "equation, input_shape, output_shape, bias_axes",
+    [
+        ("abc,cd->abd", (5, 3), (5, 4), "d"),  # a Dense on positions
+        ("ab,bcd->acd", (3,), (2, 4), None),  # units on two axes
+        ("abc,bcd->abd", (5, 3), (5, 4), "bd"),  # one kernel per position
+        ("abcd,cde->abe", (4, 2, 3), (4, 5), None),  # two contracted axes
+        ("...b,bc->...c", (2, 3, 3), (4,), "c"),  # an ellipsis
+    ],
+)
+def test_einsum_dense_has_the_penalties_of_its_perturbed_products(equation, input_shape, output_shape, bias_axes):
+    # The penalties from their definition: λσ²/2 times the squared Jacobian of
+    # the layer's output with respect to its input per sample (the kernel
+    # penalty, the input perturbed) plus the batch mean of that with respect
+    # to the kernel (the input penalty, the kernel perturbed).
+    model = _einsum_network(equation, input_shape, output_shape, bias_axes)
+    rng = np.random.default_rng(3)
+    model.set_weights([rng.normal(0, 0.5, w.shape).astype("float32") for w in model.get_weights()])
+    x = rng.normal(size=(3, *input_shape)).astype("float32")
+    sigma, regularization = 0.6, 0.7
+    smoothed = keras_gsmooth.smooth_model(model, sigma=sigma, regularization={"einsum": regularization})
+    first_kernel, first_bias = (w.astype("float64") for w in model.get_layer("first").get_weights())
+    hidden = x.astype("float64") @ first_kernel + first_bias
+    kernel = keras.ops.convert_to_numpy(model.get_layer("einsum").kernel).astype("float64")
+    kernel_term = _squared_jacobian_norm(lambda v: np.einsum(equation, v[None], kernel), input_shape)
+    input_term = np.mean([_squared_jacobian_norm(lambda w: np.einsum(equation, h[None], w), kernel.shape) for h in hidden])
+    expected = regularization * sigma**2 / 2 * (kernel_term + input_term)
+    assert total_penalty(smoothed, x) == pytest.approx(expected, rel=1e-5)
+    np.testing.assert_allclose(outputs_of(smoothed, x)[0], outputs_of(model, x)[0], rtol=1e-5, atol=1e-5)
+
+
+def test_einsum_dense_keeps_its_outputs_at_sigma_zero_with_its_activation_split():
+    model = _einsum_network("abc,cd->abd", (5, 3), (5, 4), "d", activation="relu")
+    before = snapshot(model)
+    smoothed = keras_gsmooth.smooth_model(model, sigma=0.0, regularization=0.3)
+    assert isinstance(smoothed.get_layer("einsum_activation"), SmoothActivation)
+    assert smoothed.get_layer("einsum").get_config()["activation"] == "linear"
+    x = random_inputs(model)
+    np.testing.assert_allclose(outputs_of(smoothed, x)[0], outputs_of(model, x)[0], rtol=1e-5, atol=1e-6)
+    assert_unchanged(model, before)
+
+
+@pytest.mark.parametrize(
+    "equation, reason",
+    [
+        ("abc,cd->ad", "sums input axes ['b'] that the kernel does not have"),
+        ("abb,bd->ad", "repeats an axis label within an operand"),
+    ],
+)
+def test_an_einsum_dense_whose_penalties_are_not_known_is_refused_when_penalized(equation, reason):
+    model = _einsum_network(equation, (3, 3), (4,))
+    with pytest.raises(ValueError) as error:
+        keras_gsmooth.smooth_model(model, sigma=0.1, regularization=1.0)
+    assert f"einsum (EinsumDense): its equation {equation!r} {reason}" in str(error.value)
+    # Without penalties the layer is linear and converts as it is.
+    keras_gsmooth.smooth_model(model, sigma=0.1, regularization={"first": 1.0})
 
 
 def test_a_penalized_layer_on_a_dynamic_length_is_refused():
