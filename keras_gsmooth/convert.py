@@ -366,6 +366,11 @@ class _GraphConverter:
             return replacement(*args, **kwargs)
         if penalty_layer is not None and not call_is_raw:
             args = (penalty_layer(args[0]),) + tuple(args[1:])
+        if "mask" in kwargs and not getattr(replacement.layer, "_call_has_mask_arg", True):
+            # A layer whose call takes no mask gets none, as in Keras (an
+            # elementwise replacement of TimeDistributed, say); its
+            # `compute_mask` passes the input's mask on.
+            kwargs = {key: value for key, value in kwargs.items() if key != "mask"}
         outputs = replacement.layer(*args, **kwargs)
         if replacement.activation is not None:
             outputs = replacement.activation(outputs)

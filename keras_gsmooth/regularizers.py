@@ -22,7 +22,8 @@ constructor: Identity has no `get_config` of its own, and Keras's automatic
 config cannot save a regularizer object passed to `__init__`. The
 σ-dependent penalties are `SigmaConsumer`s: a `SmoothedModel` binds them to
 its shared σ variable, read at call time. `RegularizerSum` puts a penalty
-next to a weight's existing regularizer.
+next to a weight's existing regularizer, and `TimeDistributedPenalty`
+applies a layer's input penalty to every step of a `TimeDistributed` input.
 """
 
 import functools
@@ -701,8 +702,34 @@ class DropoutInputPenalty(_Penalty):
         return {**super().get_config(), "rate": self.rate}
 
 
+class _CompositeRegularizer(keras.regularizers.Regularizer, SigmaConsumer):
+    """A regularizer built from other regularizers, which hands σ's binding on to them.
+
+    Subclasses list their parts in `_parts()`; `bind_sigma` binds every
+    σ-dependent part, so a `SmoothedModel` finds the penalties inside.
+    """
+
+    def _parts(self) -> list:
+        raise NotImplementedError(f"{self.__class__.__name__} must implement `_parts()`.")
+
+    def bind_sigma(self, variable) -> None:
+        for part in self._sigma_parts:
+            part.bind_sigma(variable)
+
+    @property
+    def is_sigma_bound(self) -> bool:
+        return all(part.is_sigma_bound for part in self._sigma_parts)
+
+    @property
+    def _sigma_parts(self) -> list:
+        return [part for part in self._parts() if isinstance(part, SigmaConsumer)]
+
+    def current_sigma(self, dtype="float32"):
+        raise TypeError(f"{self.__class__.__name__} holds no σ of its own; read it from one of its parts.")
+
+
 @keras.saving.register_keras_serializable(package="keras_gsmooth")
-class RegularizerSum(keras.regularizers.Regularizer, SigmaConsumer):
+class RegularizerSum(_CompositeRegularizer):
     """The sum of several regularizers on one weight.
 
     A Keras weight takes one regularizer; when a layer already has one (a
@@ -740,23 +767,58 @@ class RegularizerSum(keras.regularizers.Regularizer, SigmaConsumer):
             )
         self.regularizers = parts
 
-    def bind_sigma(self, variable) -> None:
-        for part in self._sigma_parts:
-            part.bind_sigma(variable)
-
-    @property
-    def is_sigma_bound(self) -> bool:
-        return all(part.is_sigma_bound for part in self._sigma_parts)
-
-    @property
-    def _sigma_parts(self) -> list:
-        return [part for part in self.regularizers if isinstance(part, SigmaConsumer)]
-
-    def current_sigma(self, dtype="float32"):
-        raise TypeError("RegularizerSum holds no σ of its own; read it from one of its parts (`regularizers`).")
+    def _parts(self) -> list:
+        return self.regularizers
 
     def __call__(self, x):
         return functools.reduce(ops.add, [part(x) for part in self.regularizers])
 
     def get_config(self) -> dict:
         return {"regularizers": [keras.regularizers.serialize(part) for part in self.regularizers]}
+
+
+@keras.saving.register_keras_serializable(package="keras_gsmooth")
+class TimeDistributedPenalty(_CompositeRegularizer):
+    """A layer's input penalty, applied to every time step of a `(batch, steps, ...)` input.
+
+    `keras.layers.TimeDistributed` applies its layer to each step of its
+    input; this applies that layer's input penalty the same way, by merging
+    the batch and step axes before calling it, so that a convolution's
+    input penalty (`ConvInputPenalty`) sees the rank it expects. The result
+    is the sum over the steps; as an activity regularizer Keras divides it
+    by the batch size.
+
+    Args:
+        penalty: The input penalty of the wrapped layer (an object, or a
+            config as `keras.regularizers.get` accepts).
+
+    Example:
+
+    ```python
+    per_frame = keras_gsmooth.regularizers.ConvInputPenalty(
+        8, 3, strides=1, padding="valid", dilation_rate=1, regularization=1e-5, sigma=0.1
+    )
+    penalty = keras_gsmooth.regularizers.TimeDistributedPenalty(per_frame)
+    penalty(keras.ops.ones((2, 4, 6, 6, 3)))  # 2 clips of 4 frames
+    ```
+    """
+
+    def __init__(self, penalty):
+        penalty = keras.regularizers.get(penalty)
+        if penalty is None:
+            raise ValueError("TimeDistributedPenalty: `penalty` must be a regularizer. Received: penalty=None")
+        self.penalty = penalty
+
+    def _parts(self) -> list:
+        return [self.penalty]
+
+    def __call__(self, x):
+        if len(x.shape) < 3:
+            raise ValueError(
+                "TimeDistributedPenalty: the input must have a batch axis, a step axis and "
+                f"the wrapped layer's axes. Received: shape={tuple(x.shape)}"
+            )
+        return self.penalty(ops.reshape(x, (-1, *x.shape[2:])))
+
+    def get_config(self) -> dict:
+        return {"penalty": keras.regularizers.serialize(self.penalty)}

@@ -567,6 +567,59 @@ def additive_noise_rule(layer: keras.layers.GaussianNoise, context: RuleContext)
     return Replacement(keras.layers.Identity(name=layer.name))
 
 
+def time_distributed_rule(layer: keras.layers.TimeDistributed, context: RuleContext) -> Replacement:
+    """TimeDistributed: the wrapped layer's rule, its penalties counted once per step.
+
+    The input of every step is a variable of the lifted objective, as the
+    input of every call of a shared layer is: the wrapped layer's rule sees
+    one call per step (its kernel penalty counts every step), its input
+    penalty applies to every step (`TimeDistributedPenalty`), a penalty the
+    smoothed layer adds when called is added step by step, and a split
+    activation applies to the whole output. Elementwise replacements (a
+    smoothed activation, dropout's identity) work on any shape and replace
+    the wrapper itself. Where the step count enters a penalty, the step axis
+    must be static.
+    """
+    inner = layer.layer
+    # A separable convolution's pointwise penalty counts raw calls too.
+    counts_raw_calls = context.regularization > 0 and type(inner) in _SMOOTH_SEPARABLE_FOR
+    inner_context = dataclasses.replace(
+        context,
+        input_shapes=_per_step_shapes(context.input_shapes, static=counts_raw_calls),
+        penalized_input_shapes=_per_step_shapes(context.penalized_input_shapes, static=context.penalized),
+    )
+    try:
+        replacement = get_rule(inner)(inner, inner_context)
+    except UnsupportedLayer as error:
+        raise UnsupportedLayer(f"its layer {inner.name!r} ({type(inner).__name__}) cannot be smoothed: {error}") from None
+    new_inner = replacement.layer
+    if isinstance(new_inner, (SmoothActivation, InputPenalty, keras.layers.Identity)):
+        new_inner.name = layer.name
+        return replacement
+    input_penalty = replacement.input_penalty
+    if replacement.activation is not None:
+        replacement.activation.name = f"{layer.name}_activation"
+    return Replacement(
+        keras.layers.TimeDistributed(new_inner, name=layer.name),
+        None if input_penalty is None else regularizers.TimeDistributedPenalty(input_penalty),
+        replacement.activation,
+    )
+
+
+def _per_step_shapes(shapes, static: bool) -> tuple:
+    """The input shape of one step, `(batch, *rest)`, once per step of each call.
+
+    A call on a dynamic number of steps counts once; with `static` it is
+    refused (where a penalty counts the steps).
+    """
+    per_step = []
+    for batch, steps, *rest in shapes:
+        if static:
+            (steps,) = _static_sizes((steps,))
+        per_step.extend([(batch, *rest)] * (steps or 1))
+    return tuple(per_step)
+
+
 def structural_rule(layer: keras.layers.Layer, context: RuleContext) -> Replacement:
     """Fixed linear or affine layers (pooling by averaging, reshapes, merges, upsampling, rescaling, normalization): unchanged.
 
@@ -730,6 +783,7 @@ def _register_builtin_rules():
             keras.layers.GaussianDropout,
         ],
         additive_noise_rule: [keras.layers.GaussianNoise],
+        time_distributed_rule: [keras.layers.TimeDistributed],
         average_pooling_rule: [keras.layers.AveragePooling1D, keras.layers.AveragePooling2D, keras.layers.AveragePooling3D],
         structural_rule: [
             layers.AveragePooling1D,

@@ -873,6 +873,106 @@ def test_an_einsum_dense_whose_penalties_are_not_known_is_refused_when_penalized
     keras_gsmooth.smooth_model(model, sigma=0.1, regularization={"first": 1.0})
 
 
+def _framewise_network(make_layer, input_shape):
+    inputs = keras.Input(input_shape)
+    hidden = keras.layers.Dense(2, name="first")(inputs)
+    hidden = make_layer()(hidden)
+    return keras.Model(inputs, keras.layers.Dense(1, name="head")(keras.layers.Flatten(name="flat")(hidden)))
+
+
+@pytest.mark.parametrize(
+    "make_wrapped, make_equivalent, input_shape",
+    [
+        # A convolution of each frame is a 3-D convolution one frame deep.
+        (
+            lambda: keras.layers.TimeDistributed(keras.layers.Conv2D(4, 3, padding="same", activation="relu"), name="frames"),
+            lambda: keras.layers.Conv3D(4, (1, 3, 3), padding="same", activation="relu", name="frames"),
+            (3, 5, 5, 2),
+        ),
+        # A Dense of each step is a Dense on positions.
+        (
+            lambda: keras.layers.TimeDistributed(keras.layers.Dense(4, activation="tanh"), name="frames"),
+            lambda: keras.layers.Dense(4, activation="tanh", name="frames"),
+            (3, 2),
+        ),
+        # A PReLU of each step is a PReLU whose slopes are shared across steps;
+        # its smoothed form adds its penalty when called, once per step.
+        (
+            lambda: keras.layers.TimeDistributed(keras.layers.PReLU(), name="frames"),
+            lambda: keras.layers.PReLU(shared_axes=[1], name="frames"),
+            (3, 2),
+        ),
+        # A separable convolution of each step is one a step deep.
+        (
+            lambda: keras.layers.TimeDistributed(keras.layers.SeparableConv1D(4, 3, activation="relu"), name="frames"),
+            lambda: keras.layers.SeparableConv2D(4, (1, 3), activation="relu", name="frames"),
+            (3, 6, 2),
+        ),
+    ],
+)
+def test_time_distributed_has_the_penalties_of_the_same_layer_across_steps(make_wrapped, make_equivalent, input_shape):
+    wrapped = _framewise_network(make_wrapped, input_shape)
+    equivalent = _framewise_network(make_equivalent, input_shape)
+    equivalent.set_weights([w.reshape(e.shape) for w, e in zip(wrapped.get_weights(), equivalent.get_weights())])
+    x = random_inputs(wrapped, batch=2)
+    lambdas = {"frames": 0.8, "head": 0.3}
+    smoothed_wrapped = keras_gsmooth.smooth_model(wrapped, sigma=0.4, regularization=lambdas)
+    smoothed_equivalent = keras_gsmooth.smooth_model(equivalent, sigma=0.4, regularization=lambdas)
+    assert isinstance(smoothed_wrapped.get_layer("frames"), keras.layers.TimeDistributed)
+    # The same layers (inputs aside), named alike: input penalty, split activation.
+    assert [layer.name for layer in smoothed_wrapped.layers[1:]] == [layer.name for layer in smoothed_equivalent.layers[1:]]
+    np.testing.assert_allclose(outputs_of(smoothed_wrapped, x)[0], outputs_of(smoothed_equivalent, x)[0], rtol=1e-5, atol=1e-6)
+    assert total_penalty(smoothed_wrapped, x) == pytest.approx(total_penalty(smoothed_equivalent, x), rel=1e-5)
+
+
+def test_time_distributed_elementwise_layers_unwrap_and_the_model_saves(tmp_path):
+    inputs = keras.Input((3, 4))
+    hidden = keras.layers.Dense(5, name="first")(inputs)
+    hidden = keras.layers.TimeDistributed(keras.layers.Activation("relu"), name="act")(hidden)
+    hidden = keras.layers.TimeDistributed(keras.layers.Dropout(0.3), name="drop")(hidden)
+    outputs = keras.layers.TimeDistributed(keras.layers.Dense(3, activation="softmax"), name="out")(hidden)
+    model = keras.Model(inputs, outputs)
+    before = snapshot(model)
+    x = random_inputs(model)
+    at_zero = keras_gsmooth.smooth_model(model, sigma=0.0, regularization=0.5)
+    np.testing.assert_allclose(outputs_of(at_zero, x)[0], outputs_of(model, x)[0], rtol=1e-5, atol=1e-6)
+    assert_unchanged(model, before)
+    smoothed = keras_gsmooth.smooth_model(model, sigma=0.3, regularization=0.5)
+    assert isinstance(smoothed.get_layer("act"), SmoothActivation)
+    assert isinstance(smoothed.get_layer("drop"), keras_gsmooth.layers.InputPenalty)
+    assert isinstance(smoothed.get_layer("out_input_penalty").activity_regularizer, keras_gsmooth.regularizers.TimeDistributedPenalty)
+    smoothed.save(tmp_path / "steps.keras")
+    restored = keras.saving.load_model(tmp_path / "steps.keras", safe_mode=True)
+    np.testing.assert_allclose(outputs_of(restored, x)[0], outputs_of(smoothed, x)[0], rtol=1e-6, atol=1e-7)
+    assert total_penalty(restored, x) == pytest.approx(total_penalty(smoothed, x), rel=1e-6)
+    assert keras_gsmooth.get_sigma(restored) == pytest.approx(0.3)
+    # Every σ-dependent penalty, the one inside TimeDistributedPenalty
+    # included, reads the model's σ: at 0 only dropout's penalty is left.
+    keras_gsmooth.set_sigma(restored, 0.0)
+    assert total_penalty(restored, x) == pytest.approx(total_penalty(at_zero, x), rel=1e-6)
+    assert total_penalty(restored, x) < total_penalty(smoothed, x)
+
+
+def test_time_distributed_layers_that_cannot_be_smoothed_are_refused():
+    inputs = keras.Input((3, 6, 6, 2))
+    hidden = keras.layers.Dense(2, activation="relu", name="first")(inputs)
+    outputs = keras.layers.TimeDistributed(keras.layers.MaxPooling2D(name="pool"), name="pools")(hidden)
+    with pytest.raises(ValueError) as error:
+        keras_gsmooth.smooth_model(keras.Model(inputs, outputs), sigma=0.1, regularization=1.0)
+    message = str(error.value)
+    assert "pools (TimeDistributed): its layer 'pool' (MaxPooling2D) cannot be smoothed: " in message
+    assert "replace_max_pooling=True" in message
+    replaced = keras_gsmooth.smooth_model(keras.Model(inputs, outputs), sigma=0.1, replace_max_pooling=True)
+    assert isinstance(replaced.get_layer("pools").layer, keras_gsmooth.layers.AveragePooling2D)
+
+    inputs = keras.Input((None, 4))
+    hidden = keras.layers.Dense(2, activation="relu", name="first")(inputs)
+    outputs = keras.layers.TimeDistributed(keras.layers.Dense(2), name="steps")(hidden)
+    with pytest.raises(ValueError, match=r"steps \(TimeDistributed\): its input has a dynamic shape \(None,\)"):
+        keras_gsmooth.smooth_model(keras.Model(inputs, outputs), sigma=0.1, regularization=1.0)
+    keras_gsmooth.smooth_model(keras.Model(inputs, outputs), sigma=0.1, regularization={"first": 1.0})
+
+
 def test_a_penalized_layer_on_a_dynamic_length_is_refused():
     inputs = keras.Input((None, 3))
     hidden = keras.layers.Dense(4, activation="relu", name="first")(inputs)  # raw data: no penalty, no count

@@ -18,6 +18,7 @@ from keras_gsmooth.regularizers import DenseInputPenalty
 from keras_gsmooth.regularizers import DenseKernelPenalty
 from keras_gsmooth.regularizers import DropoutInputPenalty
 from keras_gsmooth.regularizers import RegularizerSum
+from keras_gsmooth.regularizers import TimeDistributedPenalty
 from keras_gsmooth.sigma import SigmaConsumer
 
 # --------------------------------------------------------------------------
@@ -527,6 +528,7 @@ ALL_PENALTIES = [
     ConvTransposeInputPenalty(5, (3, 2), (2, 1), "valid", 1, (1, 0), regularization=0.1, sigma=0.2),
     DropoutInputPenalty(0.4, 0.1),
     RegularizerSum([keras.regularizers.L1(0.3), DenseKernelPenalty(0.1, sigma=0.2)]),
+    TimeDistributedPenalty(ConvInputPenalty(5, 2, 1, "valid", 1, regularization=0.1, sigma=0.2)),
 ]
 
 
@@ -572,6 +574,7 @@ BAD_ARGUMENTS = [
     (lambda: DenseInputPenalty(3, 0.1, sigma=float("nan")), "sigma"),
     (lambda: DenseInputPenalty(0, 0.1), "units"),
     (lambda: RegularizerSum([]), "non-empty"),
+    (lambda: TimeDistributedPenalty(None), "must be a regularizer"),
     (lambda: DropoutInputPenalty(1.0, 0.1), "rate"),
     (lambda: DropoutInputPenalty(-0.1, 0.1), "rate"),
     (lambda: ConvKernelPenalty((8, 8), 1, "full", 1, regularization=0.1), "padding"),
@@ -595,7 +598,21 @@ def test_bad_arguments_raise_clear_errors():
             make()
 
 
+def test_time_distributed_penalty_is_the_sum_of_the_steps_penalties(rng):
+    per_frame = ConvInputPenalty(3, 2, 1, "same", 1, regularization=0.4, sigma=0.5)
+    clips = rng.normal(size=(2, 4, 5, 5, 3)).astype("float32")
+    expected = sum(float(ops.convert_to_numpy(per_frame(clips[:, step]))) for step in range(4))
+    assert float(ops.convert_to_numpy(TimeDistributedPenalty(per_frame)(clips))) == pytest.approx(expected, rel=1e-5)
+    penalty = TimeDistributedPenalty(keras.regularizers.serialize(per_frame))  # from its config
+    assert isinstance(penalty, SigmaConsumer) and not penalty.is_sigma_bound
+    penalty.bind_sigma(keras.Variable(0.0))
+    assert penalty.is_sigma_bound
+    assert float(ops.convert_to_numpy(penalty(clips))) == 0.0
+
+
 def test_bad_calls_raise_clear_errors():
+    with pytest.raises(ValueError, match="a batch axis, a step axis"):
+        TimeDistributedPenalty(DenseInputPenalty(3, 0.1, sigma=0.2))(np.ones((3, 2), "float32"))
     with pytest.raises(ValueError, match="rank 4"):
         ConvKernelPenalty((8, 8), 1, "same", 1, regularization=0.1)(np.ones((3, 2, 4), "float32"))
     with pytest.raises(ValueError, match="does not fit"):
