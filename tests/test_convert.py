@@ -973,6 +973,25 @@ def test_time_distributed_layers_that_cannot_be_smoothed_are_refused():
     keras_gsmooth.smooth_model(keras.Model(inputs, outputs), sigma=0.1, regularization={"first": 1.0})
 
 
+def test_masks_pass_through_the_smoothed_model():
+    # A masked average pools the unpadded positions only, smoothed or not:
+    # more padding changes nothing (the docs' converter guide says so).
+    inputs = keras.Input((None,), dtype="int32")
+    hidden = keras.layers.Embedding(12, 4, mask_zero=True, name="tokens")(inputs)
+    hidden = keras.layers.Dense(5, activation="relu", name="per_token")(hidden)
+    hidden = keras.layers.TimeDistributed(keras.layers.Dense(3, activation="gelu"), name="steps")(hidden)
+    hidden = keras.layers.Dropout(0.2, name="drop")(hidden)
+    outputs = keras.layers.Dense(2, name="head")(keras.layers.GlobalAveragePooling1D(name="average")(hidden))
+    model = keras.Model(inputs, outputs)
+    tokens = np.array([[3, 7, 1, 0, 0], [5, 2, 0, 0, 0]])
+    longer = np.concatenate([tokens, np.zeros((2, 3), tokens.dtype)], axis=1)
+    at_zero = keras_gsmooth.smooth_model(model, sigma=0.0)
+    np.testing.assert_allclose(outputs_of(at_zero, tokens)[0], outputs_of(model, tokens)[0], rtol=1e-6, atol=1e-7)
+    smoothed = keras_gsmooth.smooth_model(model, sigma=0.4)
+    np.testing.assert_allclose(outputs_of(smoothed, longer)[0], outputs_of(smoothed, tokens)[0], rtol=1e-5, atol=1e-6)
+    assert not np.allclose(outputs_of(smoothed, tokens)[0], outputs_of(model, tokens)[0], atol=1e-4)
+
+
 def test_a_penalized_layer_on_a_dynamic_length_is_refused():
     inputs = keras.Input((None, 3))
     hidden = keras.layers.Dense(4, activation="relu", name="first")(inputs)  # raw data: no penalty, no count
