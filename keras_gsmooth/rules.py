@@ -577,16 +577,16 @@ def time_distributed_rule(layer: keras.layers.TimeDistributed, context: RuleCont
     smoothed layer adds when called is added step by step, and a split
     activation applies to the whole output. Elementwise replacements (a
     smoothed activation, dropout's identity) work on any shape and replace
-    the wrapper itself. Where the step count enters a penalty, the step axis
-    must be static.
+    the wrapper itself. With λ > 0 the step axis must be static.
     """
     inner = layer.layer
-    # A separable convolution's pointwise penalty counts raw calls too.
-    counts_raw_calls = context.regularization > 0 and type(inner) in _SMOOTH_SEPARABLE_FOR
+    # Penalties count steps (a separable convolution's pointwise penalty,
+    # those of raw calls too): with λ > 0 the steps must be known.
+    static = context.regularization > 0
     inner_context = dataclasses.replace(
         context,
-        input_shapes=_per_step_shapes(context.input_shapes, static=counts_raw_calls),
-        penalized_input_shapes=_per_step_shapes(context.penalized_input_shapes, static=context.penalized),
+        input_shapes=_per_step_shapes(context.input_shapes, static),
+        penalized_input_shapes=_per_step_shapes(context.penalized_input_shapes, static),
     )
     try:
         replacement = get_rule(inner)(inner, inner_context)
@@ -610,7 +610,7 @@ def _per_step_shapes(shapes, static: bool) -> tuple:
     """The input shape of one step, `(batch, *rest)`, once per step of each call.
 
     A call on a dynamic number of steps counts once; with `static` it is
-    refused (where a penalty counts the steps).
+    refused (penalties count the steps).
     """
     per_step = []
     for batch, steps, *rest in shapes:
