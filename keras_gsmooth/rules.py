@@ -580,6 +580,11 @@ def time_distributed_rule(layer: keras.layers.TimeDistributed, context: RuleCont
     the wrapper itself. With λ > 0 the step axis must be static.
     """
     inner = layer.layer
+    if isinstance(inner, keras.Model):
+        raise UnsupportedLayer(
+            f"it wraps the model {inner.name!r}, and smooth_model converts TimeDistributed "
+            "around single layers only; wrap each layer of that model in TimeDistributed instead"
+        )
     # Penalties count steps (a separable convolution's pointwise penalty,
     # those of raw calls too): with λ > 0 the steps must be known.
     static = context.regularization > 0

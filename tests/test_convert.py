@@ -965,6 +965,11 @@ def test_time_distributed_layers_that_cannot_be_smoothed_are_refused():
     replaced = keras_gsmooth.smooth_model(keras.Model(inputs, outputs), sigma=0.1, replace_max_pooling=True)
     assert isinstance(replaced.get_layer("pools").layer, keras_gsmooth.layers.AveragePooling2D)
 
+    frame_model = keras.Sequential([keras.Input((6, 6, 2)), keras.layers.Conv2D(3, 3)], name="per_frame")
+    outputs = keras.layers.TimeDistributed(frame_model, name="frames")(hidden)
+    with pytest.raises(ValueError, match=r"frames \(TimeDistributed\): it wraps the model 'per_frame'"):
+        keras_gsmooth.smooth_model(keras.Model(inputs, outputs), sigma=0.1)
+
     inputs = keras.Input((None, 4))
     hidden = keras.layers.Dense(2, activation="relu", name="first")(inputs)
     outputs = keras.layers.TimeDistributed(keras.layers.Dense(2), name="steps")(hidden)
