@@ -202,7 +202,7 @@ class _GraphConverter:
         graph = _graph_of(model)
         self._reserve_names(model)
         new_inputs = [self._new_input(tensor) for tensor in graph.inputs]
-        outputs = self._convert_graph(graph, new_inputs, [True] * len(new_inputs))
+        outputs = self._convert_graph(graph, new_inputs, [True] * len(new_inputs), [True] * len(graph.outputs))
         self._raise_if_unsupported(model)
         inputs = tree.pack_sequence_as(graph._inputs_struct, new_inputs)
         return inputs, outputs
@@ -248,15 +248,20 @@ class _GraphConverter:
 
     # -- graph walking ---------------------------------------------------
 
-    def _convert_graph(self, graph, new_inputs, inputs_raw):
-        """Rebuilds `graph` on `new_inputs`; returns its outputs (structured)."""
+    def _convert_graph(self, graph, new_inputs, inputs_raw, outputs_final):
+        """Rebuilds `graph` on `new_inputs`; returns its outputs (structured).
+
+        `outputs_final` says, for each of the graph's outputs, whether it is
+        an output of the whole model (a nested model's output may feed
+        further layers).
+        """
         tensors = {}
         raw = {}
         for original, new, is_raw in zip(graph.inputs, new_inputs, inputs_raw):
             tensors[id(original)] = new
             raw[id(original)] = is_raw
         calls = self._calls_in_order(graph)
-        output_ids = {id(tensor) for tensor in graph.outputs}
+        output_ids = {id(tensor) for tensor, final in zip(graph.outputs, outputs_final) if final}
         calls_of = collections.defaultdict(list)
         for call in calls:
             calls_of[id(call.node.operation)].append(call)
@@ -299,7 +304,7 @@ class _GraphConverter:
         if key in self._replacements:
             return self._replacements[key]
         if isinstance(layer, keras.Model):
-            entry = (layer, _NestedModel.convert(self, layer, all_calls, raw), None)
+            entry = (layer, _NestedModel.convert(self, layer, all_calls, raw, output_ids), None)
             self._replacements[key] = entry
             return entry
         context = self._context_for(layer, all_calls, raw, output_ids)
@@ -337,7 +342,7 @@ class _GraphConverter:
             regularization=self._regularization_of(layer),
             input_shapes=tuple(input_shapes),
             penalized_input_shapes=tuple(shape for shape, pattern in zip(input_shapes, raw_patterns) if not all(pattern)),
-            is_output=any(id(t) in output_ids for c in all_calls for t in c.outputs),
+            is_output=all(any(id(t) in output_ids for t in c.outputs) for c in all_calls),
             replace_max_pooling=self._replace_max_pooling,
             inputs_raw=raw_patterns[0] if len(set(raw_patterns)) == 1 else None,
             repeated_input=any(len({id(t) for t in c.inputs}) < len(c.inputs) for c in all_calls),
@@ -434,12 +439,17 @@ class _NestedModel:
         self.model = model
 
     @classmethod
-    def convert(cls, converter, model, all_calls, raw):
-        """Converts `model`; its inputs count as raw only if raw in every call."""
+    def convert(cls, converter, model, all_calls, raw, output_ids):
+        """Converts `model`; its inputs count as raw, and its outputs as the whole model's, only if so in every call."""
         graph = _graph_of(model)
         new_inputs = [_GraphConverter._new_input(tensor) for tensor in graph.inputs]
         inputs_raw = [all(raw[id(call.inputs[index])] for call in all_calls) for index in range(len(new_inputs))]
-        outputs = converter._convert_graph(graph, new_inputs, inputs_raw)
+        outputs_final = [all(id(call.outputs[index]) in output_ids for call in all_calls) for index in range(len(graph.outputs))]
+        outputs = converter._convert_graph(graph, new_inputs, inputs_raw, outputs_final)
+        if converter._unsupported:
+            # Stand-ins took some layers' places: the walk goes on to list
+            # every unsupported layer, and nothing is built.
+            return cls(_StandIn(model))
         inputs = tree.pack_sequence_as(graph._inputs_struct, new_inputs)
         return cls(keras.Model(inputs, outputs, name=model.name))
 

@@ -38,7 +38,8 @@ class RuleContext:
         penalized_input_shapes: The same for the calls on inputs that are
             not raw data. A shared layer's kernel penalty counts once per
             such call, with that call's shape.
-        is_output: Whether an output of the layer is a model output.
+        is_output: Whether every call of the layer gives an output of the
+            whole model (not only of a nested model).
         replace_max_pooling: Whether the user opted in to replacing
             MaxPooling by AveragePooling.
         inputs_raw: One bool per input of the layer: whether that input is

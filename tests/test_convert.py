@@ -370,6 +370,16 @@ def test_every_unsupported_layer_is_listed_at_once():
     for expected in ["bn (BatchNormalization)", "mp (MaxPooling2D)", "attention_like (Dense)", "register_rule", "replace_max_pooling=True"]:
         assert expected in message
     assert_unchanged(model, before)
+    # Inside a nested model too, and the layers after it are still walked.
+    nested = keras.Sequential([keras.Input((3, 3, 2)), keras.layers.MaxPooling2D(name="inner_mp"), keras.layers.Flatten()], name="inner")
+    outer = keras.Model(inputs, keras.layers.Dense(2, activation="softmax", name="mid")(nested(keras.layers.Conv2D(2, 6, name="c6")(inputs))))
+    outer = keras.Model(inputs, keras.layers.MaxPooling1D(name="outer_mp")(keras.layers.Reshape((2, 1))(outer.output)))
+    with pytest.raises(ValueError) as error:
+        keras_gsmooth.smooth_model(outer, sigma=0.1)
+    message = str(error.value)
+    assert "3 layer(s) or operation(s)" in message
+    for expected in ["inner_mp (MaxPooling2D)", "mid (Dense): its activation 'softmax' is not elementwise", "outer_mp (MaxPooling1D)"]:
+        assert expected in message
 
 
 def test_frozen_batch_normalization_is_kept_and_a_trainable_one_refused():
@@ -695,6 +705,22 @@ def test_user_activation_functions_are_probed_and_kept_where_they_belong():
     broken = keras.Model(inputs, keras.layers.Dense(4, activation=lambda x: keras.ops.reshape(x, (-1, 4)), name="reshaping")(inputs))
     with pytest.raises(ValueError, match=r"reshaping \(Dense\): the activation function .* could not be evaluated"):
         keras_gsmooth.smooth_model(broken, sigma=0.1)
+
+
+def test_a_softmax_is_kept_only_where_it_gives_an_output_of_the_whole_model():
+    # A nested model's last softmax that feeds further layers is a hidden
+    # softmax, and so is a shared one with a hidden call: both refused.
+    inputs = keras.Input((5,))
+    hidden = keras.layers.Dense(5, activation="relu", name="first")(inputs)
+    head = keras.Sequential([keras.Input((5,)), keras.layers.Dense(4, activation="softmax", name="probabilities")], name="head")
+    with pytest.raises(ValueError, match=r"probabilities \(Dense\): its activation 'softmax' is not elementwise"):
+        keras_gsmooth.smooth_model(keras.Model(inputs, keras.layers.Dense(1)(head(hidden))), sigma=0.1)
+    ending = keras_gsmooth.smooth_model(keras.Model(inputs, head(hidden)), sigma=0.1)
+    assert ending.get_layer("head").get_layer("probabilities").get_config()["activation"] == "softmax"
+    shared = keras.layers.Dense(5, activation="softmax", name="shared")
+    twice = keras.Model(inputs, [shared(hidden), keras.layers.Dense(1)(shared(hidden))])
+    with pytest.raises(ValueError, match=r"shared \(Dense\): its activation 'softmax' is not elementwise"):
+        keras_gsmooth.smooth_model(twice, sigma=0.1)
 
 
 def test_max_pooling_opt_in():
