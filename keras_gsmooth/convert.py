@@ -195,6 +195,9 @@ class _GraphConverter:
         self._replacements = {}
         self._unsupported = []
         self._used_names = set()
+        # How many times the graph being walked runs per model call: a nested
+        # model called k times runs its layers k times each.
+        self._graph_calls = 1
 
     # -- top level -------------------------------------------------------
 
@@ -336,8 +339,8 @@ class _GraphConverter:
 
     def _context_for(self, layer, all_calls, raw, output_ids):
         # Which inputs are raw data, call by call.
-        raw_patterns = [tuple(raw.get(id(t), False) for t in c.inputs) for c in all_calls]
-        input_shapes = [tuple(c.inputs[0].shape) for c in all_calls]
+        raw_patterns = [tuple(raw.get(id(t), False) for t in c.inputs) for c in all_calls] * self._graph_calls
+        input_shapes = [tuple(c.inputs[0].shape) for c in all_calls] * self._graph_calls
         return rules.RuleContext(
             regularization=self._regularization_of(layer),
             input_shapes=tuple(input_shapes),
@@ -440,12 +443,22 @@ class _NestedModel:
 
     @classmethod
     def convert(cls, converter, model, all_calls, raw, output_ids):
-        """Converts `model`; its inputs count as raw, and its outputs as the whole model's, only if so in every call."""
+        """Converts `model` for all its calls.
+
+        Its inputs count as raw, and its outputs as the whole model's, only
+        if so in every call; each of its layers counts as called once per
+        call of `model` (a shared layer's penalties count every call).
+        """
         graph = _graph_of(model)
         new_inputs = [_GraphConverter._new_input(tensor) for tensor in graph.inputs]
         inputs_raw = [all(raw[id(call.inputs[index])] for call in all_calls) for index in range(len(new_inputs))]
         outputs_final = [all(id(call.outputs[index]) in output_ids for call in all_calls) for index in range(len(graph.outputs))]
-        outputs = converter._convert_graph(graph, new_inputs, inputs_raw, outputs_final)
+        enclosing_calls = converter._graph_calls
+        converter._graph_calls = enclosing_calls * len(all_calls)
+        try:
+            outputs = converter._convert_graph(graph, new_inputs, inputs_raw, outputs_final)
+        finally:
+            converter._graph_calls = enclosing_calls
         if converter._unsupported:
             # Stand-ins took some layers' places: the walk goes on to list
             # every unsupported layer, and nothing is built.

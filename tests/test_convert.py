@@ -1038,6 +1038,23 @@ def test_a_penalized_layer_on_a_dynamic_length_is_refused():
     keras_gsmooth.smooth_model(keras.Model(inputs, outputs), sigma=0.1, regularization={"first": 1.0})
 
 
+def test_a_nested_model_called_twice_counts_its_layers_penalties_twice():
+    # As shared layers do: the nested model's penalties equal those of its
+    # layers shared directly between the two calls.
+    inputs = [keras.Input((4,)), keras.Input((4,))]
+    hidden = [keras.layers.Dense(4, activation="relu", name=f"first_{i}")(x) for i, x in enumerate(inputs)]
+    dense, activation = keras.layers.Dense(3, name="dense"), keras.layers.Activation("tanh", name="tanh")
+    direct = keras.Model(inputs, keras.layers.Add(name="sum")([activation(dense(h)) for h in hidden]))
+    block = keras.Sequential([keras.Input((4,)), keras.layers.Dense(3, name="dense"), keras.layers.Activation("tanh", name="tanh")], name="block")
+    nested = keras.Model(inputs, keras.layers.Add(name="sum")([block(h) for h in hidden]))
+    nested.set_weights(direct.get_weights())
+    x = random_inputs(direct)
+    smoothed_direct = keras_gsmooth.smooth_model(direct, sigma=0.5, regularization=0.7)
+    smoothed_nested = keras_gsmooth.smooth_model(nested, sigma=0.5, regularization=0.7)
+    np.testing.assert_allclose(outputs_of(smoothed_nested, x)[0], outputs_of(smoothed_direct, x)[0], rtol=1e-5, atol=1e-6)
+    assert total_penalty(smoothed_nested, x) == pytest.approx(total_penalty(smoothed_direct, x), rel=1e-5)
+
+
 @pytest.mark.parametrize(
     "make_layer, lengths",
     [
