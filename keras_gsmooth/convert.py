@@ -307,7 +307,7 @@ class _GraphConverter:
         if key in self._replacements:
             return self._replacements[key]
         if isinstance(layer, keras.Model):
-            entry = (layer, _NestedModel.convert(self, layer, all_calls, raw, output_ids), None)
+            entry = (layer, self._convert_nested(layer, all_calls, raw, output_ids), None)
             self._replacements[key] = entry
             return entry
         context = self._context_for(layer, all_calls, raw, output_ids)
@@ -336,6 +336,30 @@ class _GraphConverter:
         entry = (layer, replacement, penalty_layer)
         self._replacements[key] = entry
         return entry
+
+    def _convert_nested(self, model, all_calls, raw, output_ids):
+        """Converts a nested model for all its calls.
+
+        Its inputs count as raw, and its outputs as the whole model's, only
+        if so in every call; each of its layers counts as called once per
+        call of `model` (a shared layer's penalties count every call).
+        """
+        graph = _graph_of(model)
+        new_inputs = [self._new_input(tensor) for tensor in graph.inputs]
+        inputs_raw = [all(raw[id(call.inputs[index])] for call in all_calls) for index in range(len(new_inputs))]
+        outputs_final = [all(id(call.outputs[index]) in output_ids for call in all_calls) for index in range(len(graph.outputs))]
+        enclosing_calls = self._graph_calls
+        self._graph_calls = enclosing_calls * len(all_calls)
+        try:
+            outputs = self._convert_graph(graph, new_inputs, inputs_raw, outputs_final)
+        finally:
+            self._graph_calls = enclosing_calls
+        if self._unsupported:
+            # Stand-ins took some layers' places: the walk goes on to list
+            # every unsupported layer, and nothing is built.
+            return _NestedModel(_StandIn(model))
+        inputs = tree.pack_sequence_as(graph._inputs_struct, new_inputs)
+        return _NestedModel(keras.Model(inputs, outputs, name=model.name))
 
     def _context_for(self, layer, all_calls, raw, output_ids):
         # Which inputs are raw data, call by call.
@@ -436,35 +460,10 @@ class _StandIn:
 
 
 class _NestedModel:
-    """A nested Functional/Sequential model, converted into a plain functional model."""
+    """The replacement of a nested Functional/Sequential model: its converted functional model (a stand-in while unsupported layers are being listed)."""
 
     def __init__(self, model):
         self.model = model
-
-    @classmethod
-    def convert(cls, converter, model, all_calls, raw, output_ids):
-        """Converts `model` for all its calls.
-
-        Its inputs count as raw, and its outputs as the whole model's, only
-        if so in every call; each of its layers counts as called once per
-        call of `model` (a shared layer's penalties count every call).
-        """
-        graph = _graph_of(model)
-        new_inputs = [_GraphConverter._new_input(tensor) for tensor in graph.inputs]
-        inputs_raw = [all(raw[id(call.inputs[index])] for call in all_calls) for index in range(len(new_inputs))]
-        outputs_final = [all(id(call.outputs[index]) in output_ids for call in all_calls) for index in range(len(graph.outputs))]
-        enclosing_calls = converter._graph_calls
-        converter._graph_calls = enclosing_calls * len(all_calls)
-        try:
-            outputs = converter._convert_graph(graph, new_inputs, inputs_raw, outputs_final)
-        finally:
-            converter._graph_calls = enclosing_calls
-        if converter._unsupported:
-            # Stand-ins took some layers' places: the walk goes on to list
-            # every unsupported layer, and nothing is built.
-            return cls(_StandIn(model))
-        inputs = tree.pack_sequence_as(graph._inputs_struct, new_inputs)
-        return cls(keras.Model(inputs, outputs, name=model.name))
 
     def __call__(self, *args, **kwargs):
         return self.model(*args, **kwargs)

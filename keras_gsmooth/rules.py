@@ -226,16 +226,7 @@ def dense_rule(layer: keras.layers.Dense, context: RuleContext) -> Replacement:
     counts once per position, as a convolution's counts its taps. Those
     axes must then have a static size.
     """
-    overrides, activation = _split_activation(layer, context)
-    input_penalty = None
-    if context.penalized:
-        positions = sum(math.prod(_position_axes(shape)) for shape in context.penalized_input_shapes)
-        overrides["kernel_regularizer"] = _with_extra_regularizer(
-            layer.kernel_regularizer,
-            regularizers.DenseKernelPenalty(context.regularization * positions),
-        )
-        input_penalty = regularizers.DenseInputPenalty(layer.units, context.regularization)
-    return Replacement(clone_layer(layer, **overrides), input_penalty, activation)
+    return _with_dense_penalties(layer, context, lambda shape: math.prod(_position_axes(shape)), lambda: layer.units)
 
 
 def einsum_dense_rule(layer: keras.layers.EinsumDense, context: RuleContext) -> Replacement:
@@ -251,20 +242,35 @@ def einsum_dense_rule(layer: keras.layers.EinsumDense, context: RuleContext) -> 
     that sum an input axis the kernel does not have (a sum of inputs
     before the product) are refused when the layer is penalized.
     """
+
+    def positions_of(shape):
+        input_axes, kernel_axes = _einsum_axes(layer.equation, len(shape))
+        return math.prod(_static_sizes(tuple(size for axis, size in zip(input_axes[1:], shape[1:]) if axis not in kernel_axes)))
+
+    def units():
+        input_axes, kernel_axes = _einsum_axes(layer.equation, len(context.input_shape))
+        return math.prod(size for axis, size in zip(kernel_axes, layer.kernel.shape) if axis not in input_axes)
+
+    return _with_dense_penalties(layer, context, positions_of, units)
+
+
+def _with_dense_penalties(layer, context: RuleContext, positions_of, units) -> Replacement:
+    """The layer with its activation split off and, where penalized, the Dense penalties.
+
+    `positions_of(shape)` is the number of positions the kernel is applied
+    at in a call on an input of `shape`, and `units()` the number of kernel
+    entries each input entry meets; both are read only where the layer is
+    penalized (they may refuse it).
+    """
     overrides, activation = _split_activation(layer, context)
     input_penalty = None
     if context.penalized:
-        positions = 0
-        for shape in context.penalized_input_shapes:
-            input_axes, kernel_axes = _einsum_axes(layer.equation, len(shape))
-            only_input = [size for axis, size in zip(input_axes[1:], shape[1:]) if axis not in kernel_axes]
-            positions += math.prod(_static_sizes(tuple(only_input)))
-        units = math.prod(size for axis, size in zip(kernel_axes, layer.kernel.shape) if axis not in input_axes)
+        positions = sum(positions_of(shape) for shape in context.penalized_input_shapes)
         overrides["kernel_regularizer"] = _with_extra_regularizer(
             layer.kernel_regularizer,
             regularizers.DenseKernelPenalty(context.regularization * positions),
         )
-        input_penalty = regularizers.DenseInputPenalty(units, context.regularization)
+        input_penalty = regularizers.DenseInputPenalty(units(), context.regularization)
     return Replacement(clone_layer(layer, **overrides), input_penalty, activation)
 
 
