@@ -64,6 +64,17 @@ class SigmaConsumer:
             return ops.convert_to_tensor(self._sigma_constant, dtype=dtype)
         return ops.cast(self._sigma_binding.variable.value, dtype)
 
+    @property
+    def fast_without_xla(self) -> bool:
+        """Whether this part runs fast in a TensorFlow step without XLA.
+
+        True for the penalties (a few reductions and products), and for the
+        smoothed relu and leaky relu, which have native kernels
+        (`keras_gsmooth.native_tensorflow`); False for the other closed
+        forms, long chains of elementwise `keras.ops` that need XLA's fusion.
+        """
+        return True
+
 
 def _sigma_consumers_of(layer):
     if isinstance(layer, SigmaConsumer):
@@ -199,12 +210,17 @@ class SmoothedModel(keras.Model):
         giving σ to both is an error, never a silent override.
 
         On TensorFlow, `jit_compile="auto"` (the default) compiles the train
-        step with XLA (`keras_gsmooth.backend.smoothed_jit_compile`): the
-        smoothed closed forms are long elementwise expressions, which XLA
-        fuses. Pass `jit_compile=False` to opt out.
+        step with XLA (`keras_gsmooth.backend.smoothed_jit_compile`) where a
+        smoothed closed form is a long elementwise expression, which XLA
+        fuses; a model whose smoothed activations are all relu or leaky relu
+        trains without XLA, as Keras trains the plain model on a CPU, with
+        native kernels (`keras_gsmooth.config.set_native_tensorflow_kernels`).
+        Pass `jit_compile=True` or `False` to choose yourself.
         """
         kwargs["jit_compile"] = backend.smoothed_jit_compile(
-            kwargs.get("jit_compile", "auto"), kwargs.get("run_eagerly", False)
+            kwargs.get("jit_compile", "auto"),
+            kwargs.get("run_eagerly", False),
+            fast_without_xla=all(consumer.fast_without_xla for consumer in sigma_consumers(self)),
         )
         take_schedule = getattr(optimizer, "take_sigma_schedule", None)
         schedule = take_schedule() if take_schedule is not None else None

@@ -183,18 +183,23 @@ def test_the_setting_takes_bools_or_auto(restore_setting):
     assert config.fused_torch_kernels() == "auto"
 
 
+_VARIABLES = ["KERAS_GSMOOTH_FUSED_TORCH_KERNELS", "KERAS_GSMOOTH_NATIVE_TENSORFLOW_KERNELS"]
+
+
+@pytest.mark.parametrize("variable", _VARIABLES)
 @pytest.mark.parametrize(
     "value, expected", [("1", True), ("true", True), ("0", False), ("FALSE", False), ("", "auto"), ("auto", "auto")]
 )
-def test_the_environment_variable_sets_the_default(monkeypatch, value, expected):
-    monkeypatch.setenv("KERAS_GSMOOTH_FUSED_TORCH_KERNELS", value)
-    assert config._from_environment() == expected
+def test_the_environment_variable_sets_the_default(monkeypatch, variable, value, expected):
+    monkeypatch.setenv(variable, value)
+    assert config._from_environment(variable, "kernels") == expected
 
 
-def test_a_bad_environment_variable_is_refused(monkeypatch):
-    monkeypatch.setenv("KERAS_GSMOOTH_FUSED_TORCH_KERNELS", "yes")
-    with pytest.raises(ValueError, match="KERAS_GSMOOTH_FUSED_TORCH_KERNELS"):
-        config._from_environment()
+@pytest.mark.parametrize("variable", _VARIABLES)
+def test_a_bad_environment_variable_is_refused(monkeypatch, variable):
+    monkeypatch.setenv(variable, "yes")
+    with pytest.raises(ValueError, match=variable):
+        config._from_environment(variable, "kernels")
 
 
 @pytest.mark.requires_backend("torch")

@@ -12,6 +12,7 @@ from keras import ops
 
 from keras_gsmooth import backend
 from keras_gsmooth import schedules
+from keras_gsmooth.layers import SmoothActivation
 from keras_gsmooth.optimizers import GSmoothAdam
 from keras_gsmooth.optimizers import GSmoothSGD
 from keras_gsmooth.sigma import SigmaConsumer
@@ -78,11 +79,14 @@ def test_sigma_given_twice_is_an_error():
     [({}, "xla"), ({"jit_compile": False}, False), ({"run_eagerly": True}, "auto"), ({"jit_compile": True}, True)],
 )
 def test_smoothed_model_compiles_with_xla_on_tensorflow_unless_told_otherwise(options, expected):
-    """`jit_compile="auto"` means XLA on TensorFlow (`backend.smoothed_jit_compile`); other settings stay."""
+    """`jit_compile="auto"` means XLA on TensorFlow for closed forms without native kernels
+    (`backend.smoothed_jit_compile`); other settings stay."""
     on_tensorflow = keras.backend.backend() == "tensorflow"
     resolved = (True if on_tensorflow else "auto") if expected == "xla" else expected
     assert backend.smoothed_jit_compile(options.get("jit_compile", "auto"), options.get("run_eagerly", False)) == resolved
-    model = recording_model()
+    inputs = keras.Input((4,))
+    hidden = SmoothActivation("gelu", regularization=1e-3)(keras.layers.Dense(3)(inputs))
+    model = SmoothedModel(inputs, keras.layers.Dense(1)(hidden), sigma=0.1)
     model.compile(optimizer="sgd", loss="mse", **options)
     plain = keras.Model(model.inputs, model.outputs)
     plain.compile(optimizer="sgd", loss="mse", **{**options, "jit_compile": resolved})

@@ -48,6 +48,9 @@ class SmoothedActivation:
     """
 
     exact = True
+    # Whether `mean` and `mean_and_summed_variance` have native TensorFlow
+    # kernels (`keras_gsmooth.native_tensorflow`): relu and leaky relu.
+    native_tensorflow_kernels = False
 
     def mean(self, x, sigma):
         """Returns the smoothed activation `h_σ(x)`, elementwise."""

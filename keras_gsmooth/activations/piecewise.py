@@ -26,6 +26,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_gsmooth import native_tensorflow
 from keras_gsmooth.activations.base import INV_SQRT_2PI
 from keras_gsmooth.activations.base import SQRT_2
 from keras_gsmooth.activations.base import SQRT_PI
@@ -315,6 +316,7 @@ class ReLU(SmoothedActivation):
     """
 
     exact = True
+    native_tensorflow_kernels = True
 
     def __init__(self, negative_slope: float = 0.0):
         negative_slope = float(negative_slope)
@@ -331,6 +333,9 @@ class ReLU(SmoothedActivation):
         return keras.activations.leaky_relu(x, negative_slope=self.negative_slope)
 
     def _mean(self, x, sigma):
+        native = self._native(x, sigma)
+        if native is not None:
+            return native[0]
         return _relu_mean_function(self.negative_slope)(x, sigma)
 
     def _mean_and_variance(self, x, sigma):
@@ -340,7 +345,17 @@ class ReLU(SmoothedActivation):
         )
 
     def _mean_and_summed_variance(self, x, sigma):
+        native = self._native(x, sigma)
+        if native is not None:
+            return native
         return _relu_summed_variance_function(self.negative_slope)(x, sigma)
+
+    def _native(self, x, sigma):
+        """The native TensorFlow kernels' `(h_σ, Σ Var_σ)`, or None (`keras_gsmooth.native_tensorflow`)."""
+        alpha = self.negative_slope
+        return native_tensorflow.smoothed_leaky_relu(
+            x, sigma, alpha, lambda x, sigma: _relu_sigma_derivatives(x, sigma, alpha)
+        )
 
 
 class _ReluParts(collections.namedtuple("_ReluParts", "cdf survival x_cdf p gaussian mean")):

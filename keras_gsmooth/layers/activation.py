@@ -64,6 +64,10 @@ class SmoothActivation(keras.layers.Layer, PenalizedLayer):
     def compute_output_shape(self, input_shape):
         return input_shape
 
+    @property
+    def fast_without_xla(self) -> bool:
+        return self.compute_dtype == "float32" and self.activation.native_tensorflow_kernels
+
     def get_config(self) -> dict:
         config = super().get_config()
         config.update(
@@ -146,6 +150,10 @@ class SmoothPReLU(keras.layers.PReLU, PenalizedLayer):
         # Rounding can leave a tiny negative value where the variance is ~0.
         self._add_per_sample_penalty(self.regularization, ops.sum(ops.maximum(variance, 0.0)), inputs)
         return ops.cast(outputs, inputs.dtype)
+
+    @property
+    def fast_without_xla(self) -> bool:
+        return False  # elementwise variances of relu_σ(x) and relu_σ(−x), as keras.ops
 
     def get_config(self) -> dict:
         config = super().get_config()

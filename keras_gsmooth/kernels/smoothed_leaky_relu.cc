@@ -1,0 +1,246 @@
+// The smoothed leaky relu of keras_gsmooth.activations.ReLU as two TensorFlow
+// CPU kernels: the forward pass (h_σ and Σ Var_σ) and its gradient.
+//
+// keras_gsmooth/tensorflow_kernels.py compiles this file at first use and
+// loads it with tf.load_op_library. Every formula is the keras.ops closed form
+// of keras_gsmooth/activations/piecewise.py (ReLU) and activations/base.py
+// (the fitted tails), evaluated in one vectorised loop per pass; the tests
+// compare the two. With s = σ/√2, z = x/σ, Φ = ½erfc(−z), p = σ·e^(−z²)/(2√π):
+//   relu_σ = xΦ + p,  Var[relu] = x(1−Φ)·xΦ + (σ²/2)Φ + p(x(1−Φ) − xΦ − p),
+// and leaky relu with slope α is αx + (1−α)·relu.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <mutex>
+
+#include "tensorflow/core/framework/op.h"
+#include "tensorflow/core/framework/op_kernel.h"
+#include "tensorflow/core/framework/shape_inference.h"
+#include "tensorflow/core/util/work_sharder.h"
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+// One clone per instruction-set level, chosen when the library loads.
+#define KERAS_GSMOOTH_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define KERAS_GSMOOTH_CLONES
+#endif
+
+namespace keras_gsmooth {
+namespace {
+
+using ::tensorflow::OpKernel;
+using ::tensorflow::OpKernelConstruction;
+using ::tensorflow::OpKernelContext;
+using ::tensorflow::Tensor;
+using ::tensorflow::TensorShape;
+
+// erfcx on [0, ∞) as a polynomial in t = 1/(1 + |z|/2), by Horner's rule:
+// the coefficients of keras_gsmooth.activations.base._ERFCX_COEFFICIENTS
+// (tools/fit_erfcx.py). Written out, so that the element loops have no inner
+// loop and vectorise.
+inline float Erfcx(float t) {
+  return 0.2820947951888851f +
+         t * (0.2820937538083044f +
+              t * (0.24688457471655845f +
+                   t * (0.17531597581202293f +
+                        t * (0.09346243445705632f +
+                             t * (-0.059211358141391515f +
+                                  t * (0.1321770452506322f +
+                                       t * (-0.45497398936981776f +
+                                            t * (0.49369493279975446f +
+                                                 t * (-0.2347335932904198f + t * 0.043195433358153595f)))))))));
+}
+constexpr float kHalfInverseSqrtPi = 0.28209479177387814f;
+// Rows of one partial sum of the variance: short enough for float32.
+constexpr int64_t kSumBlock = 4096;
+
+// e^a for a <= 0: 2^k·e^r with |r| <= ln2/2, a degree-6 Taylor polynomial
+// (relative error below 2e-7), and exactly 0 below float32's normal range.
+inline float ExpNonPositive(float a) {
+  const bool underflow = a < -87.0f;
+  a = underflow ? -87.0f : a;
+  const float k = std::floor(a * 1.44269504088896341f + 0.5f);
+  const float r = a - k * 0.693145751953125f - k * 1.428606765330187e-06f;
+  const float q =
+      1.0f + r * (1.0f + r * (0.5f + r * (0.16666667f + r * (0.041666668f + r * (0.008333334f + r * 0.0013888889f)))));
+  const int32_t bits = (static_cast<int32_t>(k) + 127) << 23;
+  float scale;
+  std::memcpy(&scale, &bits, sizeof(scale));
+  return underflow ? 0.0f : q * scale;
+}
+
+// Φ, 1 − Φ and p at one element, each accurate in its own tail.
+struct Parts {
+  float cdf;
+  float survival;
+  float p;
+};
+
+inline Parts PartsAt(float x, float inverse_sigma, float p_scale) {
+  const float z = x * inverse_sigma;
+  const float gaussian = ExpNonPositive(-z * z);
+  const float t = 1.0f / (1.0f + 0.5f * std::fabs(z));
+  const float tail = 0.5f * gaussian * t * Erfcx(t);
+  const bool negative = z < 0.0f;
+  return {negative ? tail : 1.0f - tail, negative ? 1.0f - tail : tail, gaussian * p_scale};
+}
+
+// The slope dh_σ/dx: exactly 1 where Φ = 1 and exactly α where Φ = 0.
+inline float Slope(const Parts& parts, float alpha) {
+  const float beta = 1.0f - alpha;
+  return parts.cdf >= 0.5f ? 1.0f - beta * parts.survival : alpha + beta * parts.cdf;
+}
+
+struct Constants {
+  float alpha;
+  float inverse_sigma;
+  float p_scale;        // σ/(2√π)
+  float half_sigma2;    // σ²/2
+  float upstream_sum2;  // 2·(the upstream gradient of Σ Var), backward only
+};
+
+Constants ConstantsOf(float sigma, float alpha, float upstream_sum) {
+  return {alpha, 1.0f / std::max(sigma, std::numeric_limits<float>::min()), sigma * kHalfInverseSqrtPi,
+          0.5f * sigma * sigma, 2.0f * upstream_sum};
+}
+
+// h_σ over [begin, end), and Σ Var_σ there (which costs little beside the
+// mean: the loop is bound by Φ and p). Relu is the leaky form with α = 0
+// exactly (products with 1 and sums with 0), so one loop serves both.
+KERAS_GSMOOTH_CLONES
+double ForwardRange(const float* __restrict x, float* __restrict mean, int64_t begin, int64_t end, Constants c) {
+  const float alpha = c.alpha, beta = 1.0f - alpha;
+  const float linear_variance = (alpha * alpha) * c.half_sigma2, cdf_variance = (2.0f * alpha * beta) * c.half_sigma2;
+  double total = 0.0;
+  for (int64_t block = begin; block < end; block += kSumBlock) {
+    const int64_t stop = std::min(end, block + kSumBlock);
+    float partial = 0.0f;
+#pragma omp simd reduction(+ : partial)
+    for (int64_t i = block; i < stop; ++i) {
+      const float xi = x[i];
+      const Parts parts = PartsAt(xi, c.inverse_sigma, c.p_scale);
+      mean[i] = xi * Slope(parts, alpha) + beta * parts.p;
+      const float x_cdf = xi * parts.cdf, x_survival = xi * parts.survival;
+      const float relu_variance =
+          x_survival * x_cdf + c.half_sigma2 * parts.cdf + parts.p * (x_survival - x_cdf - parts.p);
+      partial += beta * beta * relu_variance + cdf_variance * parts.cdf + linear_variance;
+    }
+    total += partial;
+  }
+  return total;
+}
+
+// upstream·slope + 2·upstream_sum·½Var′ over [begin, end).
+KERAS_GSMOOTH_CLONES
+void BackwardRange(const float* __restrict x, const float* __restrict upstream, float* __restrict gradient,
+                   int64_t begin, int64_t end, Constants c) {
+  const float alpha = c.alpha, beta = 1.0f - alpha;
+#pragma omp simd
+  for (int64_t i = begin; i < end; ++i) {
+    const float xi = x[i];
+    const Parts parts = PartsAt(xi, c.inverse_sigma, c.p_scale);
+    const float half_derivative = beta * beta * (xi * parts.cdf + parts.p) * parts.survival + alpha * beta * parts.p;
+    gradient[i] = upstream[i] * Slope(parts, alpha) + c.upstream_sum2 * half_derivative;
+  }
+}
+
+// Work units per element for TensorFlow's sharding: a few dozen vector operations.
+constexpr int64_t kCostPerElement = 60;
+
+class SmoothedLeakyReluOp : public OpKernel {
+ public:
+  explicit SmoothedLeakyReluOp(OpKernelConstruction* context) : OpKernel(context) {
+    OP_REQUIRES_OK(context, context->GetAttr("alpha", &alpha_));
+  }
+
+  void Compute(OpKernelContext* context) override {
+    const Tensor& x = context->input(0);
+    const float sigma = context->input(1).scalar<float>()();
+    Tensor* mean = nullptr;
+    Tensor* summed = nullptr;
+    OP_REQUIRES_OK(context, context->allocate_output(0, x.shape(), &mean));
+    OP_REQUIRES_OK(context, context->allocate_output(1, TensorShape({}), &summed));
+    const float* x_data = x.flat<float>().data();
+    float* mean_data = mean->flat<float>().data();
+    const Constants constants = ConstantsOf(sigma, alpha_, 0.0f);
+    std::mutex mutex;
+    double total = 0.0;
+    auto work = [&](int64_t begin, int64_t end) {
+      const double part = ForwardRange(x_data, mean_data, begin, end, constants);
+      std::lock_guard<std::mutex> lock(mutex);
+      total += part;
+    };
+    const auto* threads = context->device()->tensorflow_cpu_worker_threads();
+    ::tensorflow::Shard(threads->num_threads, threads->workers, x.NumElements(), kCostPerElement, work);
+    summed->scalar<float>()() = std::max(static_cast<float>(total), 0.0f);
+  }
+
+ private:
+  float alpha_;
+};
+
+class SmoothedLeakyReluGradOp : public OpKernel {
+ public:
+  explicit SmoothedLeakyReluGradOp(OpKernelConstruction* context) : OpKernel(context) {
+    OP_REQUIRES_OK(context, context->GetAttr("alpha", &alpha_));
+  }
+
+  void Compute(OpKernelContext* context) override {
+    const Tensor& x = context->input(0);
+    const float sigma = context->input(1).scalar<float>()();
+    const Tensor& upstream = context->input(2);
+    const float upstream_sum = context->input(3).scalar<float>()();
+    OP_REQUIRES(context, upstream.shape() == x.shape(),
+                ::tensorflow::errors::InvalidArgument("upstream gradient shape ", upstream.shape().DebugString(),
+                                                      " differs from the input shape ", x.shape().DebugString()));
+    Tensor* gradient = nullptr;
+    OP_REQUIRES_OK(context, context->allocate_output(0, x.shape(), &gradient));
+    const float* x_data = x.flat<float>().data();
+    const float* upstream_data = upstream.flat<float>().data();
+    float* gradient_data = gradient->flat<float>().data();
+    const Constants constants = ConstantsOf(sigma, alpha_, upstream_sum);
+    auto work = [&](int64_t begin, int64_t end) {
+      BackwardRange(x_data, upstream_data, gradient_data, begin, end, constants);
+    };
+    const auto* threads = context->device()->tensorflow_cpu_worker_threads();
+    ::tensorflow::Shard(threads->num_threads, threads->workers, x.NumElements(), kCostPerElement, work);
+  }
+
+ private:
+  float alpha_;
+};
+
+}  // namespace
+}  // namespace keras_gsmooth
+
+REGISTER_OP("KerasGsmoothSmoothedLeakyRelu")
+    .Input("x: float")
+    .Input("sigma: float")
+    .Output("mean: float")
+    .Output("summed_variance: float")
+    .Attr("alpha: float")
+    .SetShapeFn([](::tensorflow::shape_inference::InferenceContext* context) {
+      context->set_output(0, context->input(0));
+      context->set_output(1, context->Scalar());
+      return absl::OkStatus();
+    });
+
+REGISTER_OP("KerasGsmoothSmoothedLeakyReluGrad")
+    .Input("x: float")
+    .Input("sigma: float")
+    .Input("upstream_mean: float")
+    .Input("upstream_summed_variance: float")
+    .Output("gradient: float")
+    .Attr("alpha: float")
+    .SetShapeFn([](::tensorflow::shape_inference::InferenceContext* context) {
+      context->set_output(0, context->input(0));
+      return absl::OkStatus();
+    });
+
+REGISTER_KERNEL_BUILDER(Name("KerasGsmoothSmoothedLeakyRelu").Device(::tensorflow::DEVICE_CPU),
+                        keras_gsmooth::SmoothedLeakyReluOp);
+REGISTER_KERNEL_BUILDER(Name("KerasGsmoothSmoothedLeakyReluGrad").Device(::tensorflow::DEVICE_CPU),
+                        keras_gsmooth::SmoothedLeakyReluGradOp);

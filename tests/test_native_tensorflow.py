@@ -1,0 +1,214 @@
+"""The native TensorFlow kernels of the smoothed relu (`keras_gsmooth.native_tensorflow`):
+the values and gradients of the `keras.ops` closed forms, σ = 0 exact, a model
+that trains alike with and without them, when a model compiles without XLA,
+and clear errors when the kernels do not compile."""
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+from scipy.special import erfc
+
+import keras_gsmooth
+from keras_gsmooth import activations
+from keras_gsmooth import backend
+from keras_gsmooth import config
+from keras_gsmooth import native_tensorflow
+
+pytestmark = pytest.mark.requires_backend("tensorflow")
+
+
+@pytest.fixture
+def restore_setting():
+    before = config.native_tensorflow_kernels()
+    yield
+    config.set_native_tensorflow_kernels(before)
+
+
+def _values_and_gradients(activation, x, sigma):
+    """Mean, summed variance, and the gradients of a weighted sum of both in x and σ."""
+    weights = np.linspace(0.5, 1.5, x.size).reshape(x.shape).astype("float32")
+
+    def loss(v):
+        mean, summed = activation.mean_and_summed_variance(v[0], v[1])
+        return ops.sum(weights * mean) + 3.0 * summed, (mean, summed)
+
+    (_, (mean, summed)), (gradient_x, gradient_sigma) = backend.value_and_grad(
+        loss, [ops.convert_to_tensor(x), ops.convert_to_tensor(sigma, "float32")], has_aux=True
+    )
+    only_mean, gradient_only_mean = backend.value_and_grad(lambda v: ops.sum(weights * activation.mean(v[0], v[1])), [x, sigma])
+    return {
+        "mean": mean,
+        "summed": summed,
+        "gradient_x": gradient_x,
+        "gradient_sigma": gradient_sigma,
+        "only_mean": only_mean,
+        "gradient_only_mean": gradient_only_mean[0],
+    }
+
+
+def _reference(x, sigma, alpha):
+    """The leaky relu's mean, summed variance and slope, in float64 from SciPy's erfc."""
+    x = x.astype(np.float64)
+    cdf, survival = 0.5 * erfc(-x / sigma), 0.5 * erfc(x / sigma)
+    p = sigma / (2.0 * np.sqrt(np.pi)) * np.exp(-((x / sigma) ** 2))
+    relu_mean = x * cdf + p
+    relu_variance = x * x * cdf * survival + 0.5 * sigma**2 * cdf + x * p * (1.0 - 2.0 * cdf) - p * p
+    beta = 1.0 - alpha
+    variance = beta**2 * relu_variance + alpha * beta * sigma**2 * cdf + 0.5 * alpha**2 * sigma**2
+    return alpha * x + beta * relu_mean, variance.sum(), alpha + beta * cdf
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.2, -0.5, 1.7])
+def test_native_kernels_equal_the_keras_ops_closed_forms(alpha, restore_setting):
+    activation = activations.ReLU(negative_slope=alpha)
+    x = np.concatenate([np.linspace(-40.0, 40.0, 4001), [0.0, 1e-30, -1e-30, 3e30, -3e30]]).astype("float32")
+    for sigma in (1e-3, 0.1, 1.0, 10.0):
+        config.set_native_tensorflow_kernels(False)
+        expected = _values_and_gradients(activation, x, sigma)
+        config.set_native_tensorflow_kernels(True)
+        got = _values_and_gradients(activation, x, sigma)
+        for name in expected:
+            value, reference = ops.convert_to_numpy(got[name]), ops.convert_to_numpy(expected[name])
+            scale = np.max(np.abs(reference))
+            np.testing.assert_allclose(value, reference, rtol=2e-4, atol=2e-6 * scale, err_msg=f"{name}, σ = {sigma}")
+        # Against float64: the kernels are as accurate as the keras.ops forms.
+        mean, summed, slope = _reference(x, sigma, alpha)
+        np.testing.assert_allclose(ops.convert_to_numpy(got["mean"]), mean, rtol=2e-6, atol=2e-7 * sigma)
+        np.testing.assert_allclose(float(got["summed"]), summed, rtol=2e-5)
+        gradient = ops.convert_to_numpy(got["gradient_only_mean"])
+        np.testing.assert_allclose(gradient, np.linspace(0.5, 1.5, x.size) * slope, rtol=2e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.2])
+def test_native_kernels_at_sigma_zero_are_exactly_keras(alpha, restore_setting):
+    config.set_native_tensorflow_kernels(True)
+    x = np.linspace(-3.0, 3.0, 25).astype("float32")
+    results = _values_and_gradients(activations.ReLU(negative_slope=alpha), x, 0.0)
+    np.testing.assert_array_equal(ops.convert_to_numpy(results["mean"]), ops.convert_to_numpy(keras.activations.leaky_relu(x, alpha)))
+    assert float(results["summed"]) == 0.0
+    # At the kink, Φ(0) = ½ gives the mean of the two slopes, as the keras.ops form does.
+    slope = np.where(x > 0.0, 1.0, np.where(x < 0.0, alpha, 0.5 + 0.5 * alpha)).astype("float32")
+    np.testing.assert_array_equal(ops.convert_to_numpy(results["gradient_only_mean"]), np.linspace(0.5, 1.5, x.size).astype("float32") * slope)
+
+
+def test_paper_cnn_trains_alike_with_native_kernels_and_with_xla(restore_setting):
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0.0, 1.0, (16, 28, 28, 1)).astype("float32")
+    y = np.eye(10, dtype="float32")[rng.integers(0, 10, 16)]
+    runs = {}
+    for native in (False, True):
+        config.set_native_tensorflow_kernels(native)
+        keras.utils.set_random_seed(0)
+        model = keras_gsmooth.smooth_model(keras_gsmooth.models.paper_cnn(), sigma=0.1, regularization=1e-3)
+        model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
+        assert model.jit_compile is (not native)
+        history = model.fit(x, y, batch_size=8, epochs=2, verbose=0, shuffle=False)
+        runs[native] = (history.history["loss"], model.get_weights())
+    np.testing.assert_allclose(runs[True][0], runs[False][0], rtol=1e-5)
+    for native_weight, xla_weight in zip(runs[True][1], runs[False][1]):
+        np.testing.assert_allclose(native_weight, xla_weight, rtol=1e-4, atol=1e-6)
+
+
+def _smoothed(activation):
+    inputs = keras.Input((6,))
+    hidden = keras.layers.Dense(5, activation=activation)(inputs)
+    return keras_gsmooth.smooth_model(keras.Model(inputs, keras.layers.Dense(2)(hidden)), sigma=0.2, regularization=1e-3)
+
+
+def test_auto_compiles_without_xla_only_where_every_closed_form_is_native(restore_setting):
+    config.set_native_tensorflow_kernels("auto")
+    cases = {"relu": False, "leaky_relu": False, "gelu": True, "tanh": True}
+    for activation, xla in cases.items():
+        model = _smoothed(activation)
+        model.compile(optimizer="sgd", loss="mse")
+        assert model.jit_compile is xla, activation
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        half = _smoothed("relu")
+    finally:
+        keras.config.set_dtype_policy("float32")
+    half.compile(optimizer="sgd", loss="mse")
+    assert half.jit_compile is True  # float16 closed forms are keras.ops
+    prelu_inputs = keras.Input((6,))
+    prelu = keras_gsmooth.smooth_model(keras.Model(prelu_inputs, keras.layers.PReLU()(keras.layers.Dense(5)(prelu_inputs))), sigma=0.2)
+    prelu.compile(optimizer="sgd", loss="mse")
+    assert prelu.jit_compile is True
+    config.set_native_tensorflow_kernels(False)
+    model = _smoothed("relu")
+    model.compile(optimizer="sgd", loss="mse")
+    assert model.jit_compile is True
+
+
+def test_a_step_compiled_with_xla_uses_the_keras_ops_closed_forms(restore_setting):
+    config.set_native_tensorflow_kernels(True)
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(8, 6)).astype("float32"), rng.normal(size=(8, 2)).astype("float32")
+    losses = []
+    for jit_compile in (True, False):
+        keras.utils.set_random_seed(3)
+        model = _smoothed("relu")
+        model.compile(optimizer=keras.optimizers.SGD(0.05), loss="mse", jit_compile=jit_compile)
+        losses.append(model.fit(x, y, batch_size=4, epochs=2, verbose=0, shuffle=False).history["loss"])
+    np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
+
+
+def test_the_library_is_compiled_once_into_the_cache(monkeypatch, tmp_path):
+    # Built only: loading a second library with the same operations would make
+    # TensorFlow refuse both for the rest of the process.
+    monkeypatch.setenv("KERAS_GSMOOTH_CACHE", str(tmp_path))
+    built = native_tensorflow._built_library()
+    assert built.parent == tmp_path and built.name.startswith("smoothed_leaky_relu-") and built.suffix == ".so"
+    stamp = built.stat().st_mtime_ns
+    assert native_tensorflow._built_library() == built
+    assert built.stat().st_mtime_ns == stamp
+    assert [path.name for path in tmp_path.iterdir()] == [built.name]  # no scratch files left
+
+
+def test_a_missing_compiler_is_an_error_or_a_warning(monkeypatch, tmp_path, restore_setting):
+    monkeypatch.setenv("KERAS_GSMOOTH_CACHE", str(tmp_path))
+    monkeypatch.setenv("CXX", "/nonexistent/c++")
+    native_tensorflow._library.cache_clear()
+    native_tensorflow._warn_once.cache_clear()
+    try:
+        config.set_native_tensorflow_kernels(True)
+        with pytest.raises(native_tensorflow.KernelBuildError, match="/nonexistent/c\\+\\+.*Install g\\+\\+ or set CXX"):
+            activations.ReLU().mean(np.ones(4, "float32"), 0.5)
+        config.set_native_tensorflow_kernels("auto")
+        with pytest.warns(UserWarning, match="set_native_tensorflow_kernels\\(False\\)"):
+            assert not native_tensorflow.kernels_available()
+        model = _smoothed("relu")
+        model.compile(optimizer="sgd", loss="mse")
+        assert model.jit_compile is True
+    finally:
+        native_tensorflow._library.cache_clear()
+        native_tensorflow._warn_once.cache_clear()
+
+
+def test_a_failed_compilation_shows_the_compiler_output(monkeypatch, tmp_path, restore_setting):
+    monkeypatch.setenv("KERAS_GSMOOTH_CACHE", str(tmp_path))
+    monkeypatch.setenv("CXX", "false")  # a compiler that fails
+    native_tensorflow._library.cache_clear()
+    try:
+        config.set_native_tensorflow_kernels(True)
+        with pytest.raises(native_tensorflow.KernelBuildError, match="compiling the native TensorFlow kernels with false failed"):
+            native_tensorflow.kernels_available()
+        assert list(tmp_path.glob("*.so")) == []
+    finally:
+        native_tensorflow._library.cache_clear()
+
+
+@pytest.mark.requires_backend("jax", "torch")
+def test_other_backends_never_use_the_native_kernels(restore_setting):
+    config.set_native_tensorflow_kernels(True)
+    assert not native_tensorflow.kernels_available()
+    assert native_tensorflow.smoothed_leaky_relu(np.ones(3, "float32"), 0.1, 0.0, None) is None
+
+
+def test_the_setting_takes_bools_or_auto(restore_setting):
+    for bad in (1, "on", None):
+        with pytest.raises(ValueError, match="set_native_tensorflow_kernels.*enabled"):
+            config.set_native_tensorflow_kernels(bad)
+    for value in (True, False, "auto"):
+        config.set_native_tensorflow_kernels(value)
+        assert config.native_tensorflow_kernels() == value
