@@ -41,8 +41,8 @@ class KernelBuildError(RuntimeError):
 def smoothed_leaky_relu(x, sigma, alpha: float, sigma_derivatives):
     """`(h_σ, Σ Var_σ)` of leaky relu by the native kernels, or None where they do not apply.
 
-    They apply on the TensorFlow backend, to float32 tensors, outside XLA,
-    when `keras_gsmooth.config.native_tensorflow_kernels()` allows it
+    They apply on the TensorFlow backend, to float32 tensors, outside XLA
+    and outside a trace being saved (a SavedModel stays portable), when `keras_gsmooth.config.native_tensorflow_kernels()` allows it
     (`"auto"` also needs a CPU-only TensorFlow and kernels that compile).
 
     Args:
@@ -64,7 +64,7 @@ def smoothed_leaky_relu(x, sigma, alpha: float, sigma_derivatives):
     import tensorflow as tf
 
     x = tf.convert_to_tensor(x)
-    if x.dtype != tf.float32 or _in_xla_context():
+    if x.dtype != tf.float32 or _in_portable_trace():
         return None
     library = _library()
     sigma = tf.convert_to_tensor(sigma, tf.float32)
@@ -109,12 +109,15 @@ def kernels_available() -> bool:
     return not tf.config.list_physical_devices("GPU") and _library_or_warning() is not None
 
 
-def _in_xla_context() -> bool:
-    """Whether the current trace is compiled with XLA (`jit_compile=True`), where no custom operation runs.
+def _in_portable_trace() -> bool:
+    """Whether the current trace must not use the native operations.
 
-    TensorFlow marks such traces with an XLA control-flow context; where its
-    private helper has moved, every trace counts as XLA (the `keras.ops`
-    closed forms run, with the same values).
+    That is a trace compiled with XLA (`jit_compile=True`), which cannot call
+    them, and one being saved (`model.export`, `tf.saved_model.save`): a
+    SavedModel holding them would load only where this library is loaded
+    first. TensorFlow marks both with private helpers; where those have
+    moved, every trace counts as portable (the `keras.ops` closed forms run,
+    with the same values).
     """
     import tensorflow as tf
 
@@ -122,9 +125,12 @@ def _in_xla_context() -> bool:
         return False
     try:
         from tensorflow.python.ops import control_flow_util
+        from tensorflow.python.saved_model import save_context
     except ImportError:
         return True
-    return control_flow_util.GraphOrParentsInXlaContext(tf.compat.v1.get_default_graph())
+    return save_context.in_save_context() or control_flow_util.GraphOrParentsInXlaContext(
+        tf.compat.v1.get_default_graph()
+    )
 
 
 def _library_or_warning():

@@ -153,6 +153,24 @@ def test_a_step_compiled_with_xla_uses_the_keras_ops_closed_forms(restore_settin
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
 
 
+def test_an_exported_model_holds_no_native_operation(tmp_path, restore_setting):
+    # A SavedModel with the native operations would load only where this
+    # library is loaded first: saving traces the keras.ops closed forms.
+    config.set_native_tensorflow_kernels(True)
+    model = _smoothed("relu")
+    model.compile(optimizer="sgd", loss="mse")
+    x = np.random.default_rng(4).normal(size=(5, 6)).astype("float32")
+    model.fit(x, np.zeros((5, 2), "float32"), verbose=0)
+    model.export(str(tmp_path / "exported"), verbose=False)
+    saved = (tmp_path / "exported" / "saved_model.pb").read_bytes()
+    assert b"MatMul" in saved  # the graph is there to be read
+    assert b"KerasGsmoothSmoothedLeakyRelu" not in saved
+    import tensorflow as tf
+
+    loaded = tf.saved_model.load(str(tmp_path / "exported"))
+    np.testing.assert_allclose(loaded.serve(x).numpy(), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
+
+
 def test_the_library_is_compiled_once_into_the_cache(monkeypatch, tmp_path):
     # Built only: loading a second library with the same operations would make
     # TensorFlow refuse both for the rest of the process.

@@ -21,6 +21,10 @@
 #include "tensorflow/core/framework/shape_inference.h"
 #include "tensorflow/core/util/work_sharder.h"
 
+#if defined(__x86_64__)
+#include <xmmintrin.h>
+#endif
+
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 // One clone per instruction-set level, chosen when the library loads.
 #define KERAS_GSMOOTH_CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
@@ -147,6 +151,23 @@ void BackwardRange(const float* __restrict x, const float* __restrict upstream, 
   }
 }
 
+// Flushes subnormal floats to zero while it lives, on x86-64. The tails
+// produce them (e^(−z²) near underflow, times σ/(2√π) or t), and each costs
+// a microcode assist of about a hundred cycles: 1.3× the time of a whole
+// pass on the paper CNN's activation. XLA's CPU code flushes them too.
+class ScopedFlushSubnormals {
+ public:
+#if defined(__x86_64__)
+  ScopedFlushSubnormals() : saved_(_mm_getcsr()) { _mm_setcsr(saved_ | kFlushToZero | kSubnormalsAreZero); }
+  ~ScopedFlushSubnormals() { _mm_setcsr(saved_); }
+
+ private:
+  static constexpr unsigned kFlushToZero = 0x8000;
+  static constexpr unsigned kSubnormalsAreZero = 0x0040;
+  unsigned saved_;
+#endif
+};
+
 // Work units per element for TensorFlow's sharding: a few dozen vector operations.
 constexpr int64_t kCostPerElement = 60;
 
@@ -169,6 +190,7 @@ class SmoothedLeakyReluOp : public OpKernel {
     std::mutex mutex;
     double total = 0.0;
     auto work = [&](int64_t begin, int64_t end) {
+      ScopedFlushSubnormals flush;
       const double part = ForwardRange(x_data, mean_data, begin, end, constants);
       std::lock_guard<std::mutex> lock(mutex);
       total += part;
@@ -203,6 +225,7 @@ class SmoothedLeakyReluGradOp : public OpKernel {
     float* gradient_data = gradient->flat<float>().data();
     const Constants constants = ConstantsOf(sigma, alpha_, upstream_sum);
     auto work = [&](int64_t begin, int64_t end) {
+      ScopedFlushSubnormals flush;
       BackwardRange(x_data, upstream_data, gradient_data, begin, end, constants);
     };
     const auto* threads = context->device()->tensorflow_cpu_worker_threads();
