@@ -8,8 +8,9 @@ PyTorch also `explicit-eager`, the same smoothed model stepped with
 `keras_gsmooth.config.set_fused_torch_kernels(False)` (no compiled kernels);
 two references, which show what the backend charges for any change of the
 plain network: on TensorFlow `plain-xla`, the plain network compiled with
-XLA as a `SmoothedModel` is, and `silu`, the plain network with silu in
-place of relu, compiled as a `SmoothedModel` is; or a `MonteCarloModel`
+XLA as a `SmoothedModel` with activations other than relu is, and `silu`,
+the plain network with silu in place of relu, compiled as a `SmoothedModel`
+with silu is; or a `MonteCarloModel`
 around a copy of the plain network with the same weights (σ = 0.1, K
 directions, first or zero order). The cost and the memory benchmarks both
 build their candidates here, so they measure the same steps.
@@ -142,10 +143,12 @@ def build(candidates: list, seed: int = 0) -> dict:
 
 
 def _compiled_as_smoothed(plain, activation: str):
-    """A copy of `plain` with `activation` for relu and its weights, compiled as `SmoothedModel.compile` compiles.
+    """A copy of `plain` with `activation` for relu and its weights, compiled as `SmoothedModel.compile` compiles a model with closed forms that need XLA.
 
     That is with `keras_gsmooth.backend.smoothed_jit_compile()`: XLA on
-    TensorFlow, Keras's default elsewhere.
+    TensorFlow, Keras's default elsewhere. (A smoothed model whose
+    activations are all relu trains without XLA on TensorFlow, with native
+    kernels.)
     """
 
     def clone(layer):

@@ -1,7 +1,7 @@
 // The smoothed leaky relu of keras_gsmooth.activations.ReLU as two TensorFlow
 // CPU kernels: the forward pass (h_σ and Σ Var_σ) and its gradient.
 //
-// keras_gsmooth/tensorflow_kernels.py compiles this file at first use and
+// keras_gsmooth/native_tensorflow.py compiles this file at first use and
 // loads it with tf.load_op_library. Every formula is the keras.ops closed form
 // of keras_gsmooth/activations/piecewise.py (ReLU) and activations/base.py
 // (the fitted tails), evaluated in one vectorised loop per pass; the tests
