@@ -104,9 +104,14 @@ def kernels_available() -> bool:
     if setting is True:
         _library()
         return True
+    return not _gpu_visible() and _library_or_warning() is not None
+
+
+@functools.cache
+def _gpu_visible() -> bool:
     import tensorflow as tf
 
-    return not tf.config.list_physical_devices("GPU") and _library_or_warning() is not None
+    return bool(tf.config.list_physical_devices("GPU"))
 
 
 def _in_portable_trace() -> bool:
