@@ -42,8 +42,9 @@ def smoothed_leaky_relu(x, sigma, alpha: float, sigma_derivatives):
     """`(h_σ, Σ Var_σ)` of leaky relu by the native kernels, or None where they do not apply.
 
     They apply on the TensorFlow backend, to float32 tensors, outside XLA
-    and outside a trace being saved (a SavedModel stays portable), when `keras_gsmooth.config.native_tensorflow_kernels()` allows it
-    (`"auto"` also needs a CPU-only TensorFlow and kernels that compile).
+    and outside a trace being saved (a SavedModel stays portable), when
+    `keras_gsmooth.config.native_tensorflow_kernels()` allows it (`"auto"`
+    also needs a CPU-only TensorFlow and kernels that compile).
 
     Args:
         x: The pre-activation tensor.
