@@ -11,6 +11,7 @@ from keras import tree
 
 from keras_gsmooth import operations
 from keras_gsmooth import rules
+from keras_gsmooth import layers
 from keras_gsmooth.layers import InputPenalty
 from keras_gsmooth.sigma import SmoothedModel
 from keras_gsmooth.validation import check_regularization
@@ -49,6 +50,11 @@ def smooth_model(
     mathematics (`keras_gsmooth.operations`): linear ones (`a + b`,
     `x * 0.5`, reshapes, slices, means) are kept, Keras's activations are
     smoothed, and the rest is refused.
+
+    A smoothed relu or leaky relu whose output only a non-overlapping,
+    'valid', channels-last `AveragePooling1D`/`2D` reads becomes one
+    `SmoothActivation` with `pool_size` (named `"<activation>_<pooling>"`),
+    the same function, computed on TensorFlow's CPU by one native kernel.
 
     Layers that only ever see raw data (the model's inputs, or tensors
     computed from them without any trainable weight, such as a Flatten or an
@@ -268,8 +274,11 @@ class _GraphConverter:
         calls_of = collections.defaultdict(list)
         for call in calls:
             calls_of[id(call.node.operation)].append(call)
+        # How many calls read each tensor, an output of the graph counting as one more.
+        readers = collections.Counter(id(tensor) for call in calls for tensor in call.inputs)
+        readers.update(id(tensor) for tensor in graph.outputs)
         for call in calls:
-            self._convert_call(call, calls_of[id(call.node.operation)], tensors, raw, output_ids)
+            self._convert_call(call, calls_of, tensors, raw, output_ids, readers)
         return tree.pack_sequence_as(graph._outputs_struct, [tensors[id(t)] for t in graph.outputs])
 
     @staticmethod
@@ -281,8 +290,9 @@ class _GraphConverter:
                     calls.append(_Call(node))
         return calls
 
-    def _convert_call(self, call, all_calls, tensors, raw, output_ids):
+    def _convert_call(self, call, calls_of, tensors, raw, output_ids, readers):
         layer = call.node.operation
+        all_calls = calls_of[id(layer)]
         call_is_raw = all(raw[id(tensor)] for tensor in call.inputs)
         args, kwargs = call.node.arguments.fill_in(tensors)
         if call_is_raw and not _has_trainable_weights(layer):
@@ -290,7 +300,8 @@ class _GraphConverter:
             outputs_raw = True
         else:
             entry = self._replacement_for(layer, call, all_calls, raw, output_ids)
-            outputs = self._apply(entry, args, kwargs, call_is_raw)
+            fused = self._activation_fused_with(entry, call, args, kwargs, calls_of, readers)
+            outputs = self._apply(entry, args, kwargs, call_is_raw) if fused is None else fused
             outputs_raw = False
         for original, new in zip(call.outputs, tree.flatten(outputs)):
             tensors[id(original)] = new
@@ -390,6 +401,43 @@ class _GraphConverter:
                 "must return a new one (use keras_gsmooth.rules.clone_layer), "
                 "so that the original model is never changed."
             )
+
+    def _activation_fused_with(self, entry, call, args, kwargs, calls_of, readers):
+        """The output of the smoothed activation before an average pooling, fused with it, or None.
+
+        A smoothed relu or leaky relu (native TensorFlow kernels) of a layer
+        called once, whose output this pooling call alone reads, becomes one
+        `SmoothActivation` with `pool_size`: the same function, whose
+        TensorFlow kernels never store `h_σ` in full. The pooling must be
+        non-overlapping, 'valid', channels last, over 1 or 2 spatial axes
+        (where the fused kernel serves). The unfused activation's call is
+        left out of the new model, which only holds what its outputs need.
+        """
+        _, replacement, penalty_layer = entry
+        pooling = getattr(replacement, "layer", None)
+        if (
+            not isinstance(pooling, (layers.AveragePooling1D, layers.AveragePooling2D))
+            or tuple(pooling.strides) != tuple(pooling.pool_size)
+            or pooling.padding != "valid"
+            or pooling.data_format != "channels_last"
+            or penalty_layer is not None
+            or len(args) != 1
+            or kwargs
+            or readers[id(call.inputs[0])] != 1
+            or len(calls_of[id(call.inputs[0]._keras_history.operation)]) != 1
+        ):
+            return None
+        activation, node_index, _ = args[0]._keras_history
+        if (
+            not isinstance(activation, layers.SmoothActivation)
+            or activation.pool_size is not None
+            or not activation.activation.native_tensorflow_kernels
+        ):
+            return None
+        config = activation.get_config()
+        config.update(pool_size=tuple(pooling.pool_size), name=self._unique_name(f"{activation.name}_{pooling.name}"))
+        fused = layers.SmoothActivation.from_config(config)
+        return fused(activation._inbound_nodes[node_index].input_tensors[0])
 
     @staticmethod
     def _apply(entry, args, kwargs, call_is_raw):

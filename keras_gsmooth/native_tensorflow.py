@@ -15,6 +15,12 @@ The source is compiled into a TensorFlow op library with the C++ compiler
 is cached in `$KERAS_GSMOOTH_CACHE` (default `~/.cache/keras_gsmooth`, or
 `$XDG_CACHE_HOME/keras_gsmooth`). `keras_gsmooth.config.set_native_tensorflow_kernels`
 switches the kernels on, off or to `"auto"`.
+
+A smoothed relu followed by a non-overlapping average pooling
+(`keras_gsmooth.layers.SmoothActivation` with `pool_size`) runs as one
+kernel per pass, which reads the activation's input and writes the pooled
+mean (forward), or reads the pooled gradient and writes the input's
+(backward): `h_σ` in full is never written or read.
 """
 
 import functools
@@ -60,33 +66,109 @@ def smoothed_leaky_relu(x, sigma, alpha: float, sigma_derivatives):
     Raises:
         KernelBuildError: with the setting `True`, when the kernels do not compile.
     """
+    library = _library_for(x)
+    if library is None:
+        return None
+    return _with_closed_form_gradients(
+        lambda x, sigma: library.keras_gsmooth_smoothed_leaky_relu(x, sigma, alpha=alpha),
+        lambda x, sigma, upstream_mean, upstream_summed: library.keras_gsmooth_smoothed_leaky_relu_grad(
+            x, sigma, upstream_mean, upstream_summed, alpha=alpha
+        ),
+        lambda mean_derivative: mean_derivative,
+        sigma_derivatives,
+    )(x, sigma)
+
+
+def smoothed_leaky_relu_average_pool(x, sigma, alpha: float, pool_size: tuple, sigma_derivatives):
+    """`(average_pool(h_σ), Σ Var_σ)` of leaky relu by one native kernel, or None where none applies.
+
+    The pooling is Keras's with strides equal to `pool_size`, 'valid'
+    padding and channels last; the variance sums over every element of `x`,
+    including trailing rows and columns that fill no window. The kernels
+    apply where `smoothed_leaky_relu`'s do, to inputs with one or two
+    spatial axes.
+
+    Args:
+        x: The pre-activation tensor, `(batch, *spatial, channels)`.
+        sigma: σ, a float32 scalar tensor.
+        alpha: The slope for `x < 0` (0 for relu).
+        pool_size: The window along each spatial axis.
+        sigma_derivatives: As for `smoothed_leaky_relu`.
+
+    Returns:
+        `(pooled_mean, summed_variance)` with closed-form gradients, or None.
+
+    Raises:
+        KernelBuildError: with the setting `True`, when the kernels do not compile.
+    """
+    if len(pool_size) not in (1, 2) or len(x.shape) != len(pool_size) + 2:
+        return None
+    library = _library_for(x)
+    if library is None:
+        return None
+    import tensorflow as tf
+
+    pool_height, pool_width = (1, *pool_size) if len(pool_size) == 1 else pool_size
+    attributes = {"alpha": alpha, "pool_height": pool_height, "pool_width": pool_width}
+
+    def as_image(tensor):
+        return tensor[:, tf.newaxis] if len(pool_size) == 1 else tensor
+
+    def as_input_layout(tensor):
+        return tensor[:, 0] if len(pool_size) == 1 else tensor
+
+    def forward(x, sigma):
+        pooled, summed = library.keras_gsmooth_smoothed_leaky_relu_average_pool(as_image(x), sigma, **attributes)
+        return as_input_layout(pooled), summed
+
+    def backward(x, sigma, upstream_pooled, upstream_summed):
+        return as_input_layout(
+            library.keras_gsmooth_smoothed_leaky_relu_average_pool_grad(
+                as_image(x), sigma, as_image(upstream_pooled), upstream_summed, **attributes
+            )
+        )
+
+    def pooled(mean_derivative):
+        return as_input_layout(tf.nn.avg_pool2d(as_image(mean_derivative), (pool_height, pool_width),
+                                                (pool_height, pool_width), "VALID"))
+
+    return _with_closed_form_gradients(forward, backward, pooled, sigma_derivatives)(x, sigma)
+
+
+def _library_for(x):
+    """The op library where the native kernels apply to `x` (see `smoothed_leaky_relu`), else None."""
     if not kernels_available():
         return None
     import tensorflow as tf
 
-    x = tf.convert_to_tensor(x)
-    if x.dtype != tf.float32 or _in_portable_trace():
+    if tf.convert_to_tensor(x).dtype != tf.float32 or _in_portable_trace():
         return None
-    library = _library()
-    sigma = tf.convert_to_tensor(sigma, tf.float32)
+    return _library()
+
+
+def _with_closed_form_gradients(forward, backward, pooled, sigma_derivatives):
+    """`(x, σ) -> forward(x, σ)` with the gradients `backward` (in x) and the `keras.ops` σ-derivatives (in σ).
+
+    `pooled` maps the elementwise `∂h_σ/∂σ` to the layout of the first
+    output (the identity, or the fused kernel's pooling).
+    """
+    import tensorflow as tf
 
     @tf.custom_gradient
     def function(x, sigma):
-        mean, summed = library.keras_gsmooth_smoothed_leaky_relu(x, sigma, alpha=alpha)
+        mean, summed = forward(x, sigma)
 
         def gradient(upstream_mean, upstream_summed):
             # An output nothing uses (the variance, after `mean`) gets a zero upstream gradient.
-            gradient_x = library.keras_gsmooth_smoothed_leaky_relu_grad(
-                x, sigma, upstream_mean, upstream_summed, alpha=alpha
-            )
+            gradient_x = backward(x, sigma, upstream_mean, upstream_summed)
             mean_derivative, variance_derivative = sigma_derivatives(x, sigma)
-            gradient_sigma = tf.reduce_sum(upstream_mean * mean_derivative)
+            gradient_sigma = tf.reduce_sum(upstream_mean * pooled(mean_derivative))
             gradient_sigma += upstream_summed * tf.reduce_sum(variance_derivative)
             return gradient_x, gradient_sigma
 
         return (mean, summed), gradient
 
-    return function(x, sigma)
+    return lambda x, sigma: function(tf.convert_to_tensor(x), tf.convert_to_tensor(sigma, tf.float32))
 
 
 def kernels_available() -> bool:

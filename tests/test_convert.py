@@ -56,11 +56,13 @@ class TestPaperCNN:
         smoothed = keras_gsmooth.smooth_model(self.model, sigma=self.sigma, regularization=self.lambdas)
         names = [layer.name for layer in smoothed.layers]
         assert names == [
-            "image", "conv", "conv_relu", "pool", "flatten",
+            "image", "conv", "conv_relu_pool", "flatten",
             "hidden_input_penalty", "hidden", "hidden_relu", "logits_input_penalty", "logits",
         ]
         assert smoothed.get_layer("conv").kernel_regularizer is None  # raw data: no penalty
-        assert isinstance(smoothed.get_layer("conv_relu"), SmoothActivation)
+        # The smoothed relu and the pooling that alone reads it, as one layer (tests/test_fused_pooling.py).
+        relu_and_pooling = smoothed.get_layer("conv_relu_pool")
+        assert isinstance(relu_and_pooling, SmoothActivation) and relu_and_pooling.pool_size == (2, 2)
 
     def test_penalty_values_match_numpy(self):
         smoothed = keras_gsmooth.smooth_model(self.model, sigma=self.sigma, regularization=self.lambdas)
@@ -118,9 +120,9 @@ class TestPaperCNN:
     def test_summary_reads_naturally(self):
         smoothed = keras_gsmooth.smooth_model(self.model, sigma=0.1)
         lines = []
-        smoothed.summary(print_fn=lines.append)
+        smoothed.summary(print_fn=lines.append, line_length=100)
         text = "\n".join(lines)
-        assert "conv_relu (SmoothActivation)" in text
+        assert "conv_relu_pool (SmoothActivation)" in text
         assert "hidden (Dense)" in text
 
 

@@ -1,7 +1,8 @@
 """The native TensorFlow kernels of the smoothed relu (`keras_gsmooth.native_tensorflow`):
-the values and gradients of the `keras.ops` closed forms, σ = 0 exact, a model
-that trains alike with and without them, when a model compiles without XLA,
-and clear errors when the kernels do not compile."""
+the values and gradients of the `keras.ops` closed forms, alone and fused with
+the average pooling, σ = 0 exact, a model that trains alike with and without
+them, when a model compiles without XLA, and clear errors when the kernels do
+not compile."""
 
 import keras
 import numpy as np
@@ -92,6 +93,101 @@ def test_native_kernels_at_sigma_zero_are_exactly_keras(alpha, restore_setting):
     np.testing.assert_array_equal(ops.convert_to_numpy(results["gradient_only_mean"]), np.linspace(0.5, 1.5, x.size).astype("float32") * slope)
 
 
+FUSED_CASES = [
+    # (input shape, pool_size): trailing rows and columns that fill no window, 1-D inputs, odd windows
+    ((4, 25, 25, 8), (2, 2)),
+    ((3, 7, 9, 5), (3, 2)),
+    ((2, 6, 4, 3), (1, 1)),
+    ((3, 11, 6), (2,)),
+    ((2, 5, 3), (5,)),
+]
+
+
+def _pooled_values_and_gradients(layer, x, sigma):
+    """A fused layer's output, penalty, and the gradients of a weighted sum of both in x and σ."""
+    import tensorflow as tf
+
+    x, sigma = tf.constant(x), tf.constant(sigma, tf.float32)
+    with tf.GradientTape() as tape:
+        tape.watch([x, sigma])
+        layer._sigma_constant = sigma  # σ as a differentiated input
+        outputs = layer(x)
+        weights = tf.reshape(tf.linspace(0.5, 1.5, tf.size(outputs)), tf.shape(outputs))
+        loss = tf.reduce_sum(weights * outputs) + 3.0 * layer.losses[-1]
+    gradient_x, gradient_sigma = tape.gradient(loss, [x, sigma])
+    return {"output": outputs, "penalty": layer.losses[-1], "gradient_x": gradient_x, "gradient_sigma": gradient_sigma}
+
+
+@pytest.mark.parametrize("shape, pool_size", FUSED_CASES)
+@pytest.mark.parametrize("alpha", [0.0, 0.2, -0.5])
+def test_fused_pooling_kernels_equal_the_keras_ops_closed_forms_then_the_pooling(shape, pool_size, alpha, restore_setting):
+    x = np.random.default_rng(5).normal(0.0, 0.5, shape).astype("float32")
+    layer = keras_gsmooth.layers.SmoothActivation(activations.ReLU(negative_slope=alpha), regularization=0.5, pool_size=pool_size)
+    for sigma in (1e-3, 0.3, 10.0):
+        config.set_native_tensorflow_kernels(False)
+        expected = _pooled_values_and_gradients(layer, x, sigma)
+        config.set_native_tensorflow_kernels(True)
+        got = _pooled_values_and_gradients(layer, x, sigma)
+        for name in expected:
+            value, reference = got[name].numpy(), expected[name].numpy()
+            scale = np.max(np.abs(reference))
+            np.testing.assert_allclose(value, reference, rtol=2e-5, atol=2e-6 * scale, err_msg=f"{name}, σ = {sigma}")
+        # Against float64: the pooled mean of SciPy's, and the variance of every element.
+        mean, summed, _ = _reference(x, sigma, alpha)
+        windows = [size // pool for size, pool in zip(shape[1:-1], pool_size)]
+        crop = mean[(slice(None), *[slice(0, count * pool) for count, pool in zip(windows, pool_size)])]
+        split = [shape[0], *[n for count, pool in zip(windows, pool_size) for n in (count, pool)], shape[-1]]
+        pooled = crop.reshape(split).mean(axis=tuple(range(2, 2 * len(pool_size) + 1, 2)))
+        # A window's mean may cancel (leaky relu): errors scale with the largest mean.
+        np.testing.assert_allclose(got["output"].numpy(), pooled, rtol=2e-6, atol=2e-7 * (sigma + np.max(np.abs(mean))))
+        np.testing.assert_allclose(float(got["penalty"]), 0.5 * summed / shape[0], rtol=2e-5)
+
+
+def test_a_compiled_step_runs_the_fused_kernels(restore_setting):
+    import tensorflow as tf
+
+    config.set_native_tensorflow_kernels(True)
+    layer = keras_gsmooth.layers.SmoothActivation("relu", sigma=0.1, regularization=1e-2, pool_size=2)
+
+    @tf.function
+    def step(x):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            loss = tf.reduce_sum(layer(x)) + layer.losses[-1]
+        return tape.gradient(loss, x)
+
+    graph = step.get_concrete_function(tf.TensorSpec((4, 9, 9, 3), tf.float32)).graph
+    operations = {operation.type for operation in graph.get_operations()}
+    assert {"KerasGsmoothSmoothedLeakyReluAveragePool", "KerasGsmoothSmoothedLeakyReluAveragePoolGrad"} <= operations
+    assert "KerasGsmoothSmoothedLeakyRelu" not in operations and "AvgPoolGrad" not in operations
+
+
+def test_the_fused_kernels_without_a_window_give_the_variance_of_every_element():
+    # Keras's pooling refuses an input smaller than its window, and so does
+    # SmoothActivation; the operation itself returns an empty pooled output.
+    library = native_tensorflow._library()
+    x = np.random.default_rng(6).normal(size=(2, 1, 6, 4)).astype("float32")
+    pooled, summed = library.keras_gsmooth_smoothed_leaky_relu_average_pool(x, 0.4, alpha=0.0, pool_height=2, pool_width=2)
+    assert tuple(pooled.shape) == (2, 0, 3, 4)
+    _, elementwise_summed = library.keras_gsmooth_smoothed_leaky_relu(x, 0.4, alpha=0.0)
+    np.testing.assert_allclose(float(summed), float(elementwise_summed), rtol=1e-6)
+    gradient = library.keras_gsmooth_smoothed_leaky_relu_average_pool_grad(x, 0.4, pooled, 1.5, alpha=0.0, pool_height=2, pool_width=2)
+    expected = library.keras_gsmooth_smoothed_leaky_relu_grad(x, 0.4, np.zeros_like(x), 1.5, alpha=0.0)
+    np.testing.assert_allclose(gradient.numpy(), expected.numpy(), rtol=1e-6)
+
+
+def test_the_fused_kernels_refuse_other_shapes():
+    import tensorflow as tf
+
+    library = native_tensorflow._library()
+    with pytest.raises((ValueError, tf.errors.InvalidArgumentError), match="rank 4|must be rank 4|\\(batch, height, width, channels\\)"):
+        library.keras_gsmooth_smoothed_leaky_relu_average_pool(np.ones((2, 6, 4), "float32"), 0.4, alpha=0.0, pool_height=2, pool_width=2)
+    with pytest.raises((ValueError, tf.errors.InvalidArgumentError), match="differs from the pooled shape"):
+        library.keras_gsmooth_smoothed_leaky_relu_average_pool_grad(
+            np.ones((2, 6, 6, 1), "float32"), 0.4, np.ones((2, 2, 3, 1), "float32"), 0.0, alpha=0.0, pool_height=2, pool_width=2
+        )
+
+
 def test_paper_cnn_trains_alike_with_native_kernels_and_with_xla(restore_setting):
     rng = np.random.default_rng(1)
     x = rng.uniform(0.0, 1.0, (16, 28, 28, 1)).astype("float32")
@@ -153,20 +249,26 @@ def test_a_step_compiled_with_xla_uses_the_keras_ops_closed_forms(restore_settin
     np.testing.assert_allclose(losses[0], losses[1], rtol=1e-5)
 
 
-def test_an_exported_model_holds_no_native_operation(tmp_path, restore_setting):
+@pytest.mark.parametrize("network", ["dense", "paper_cnn"])
+def test_an_exported_model_holds_no_native_operation(network, tmp_path, restore_setting):
     # A SavedModel with the native operations would load only where this
-    # library is loaded first: saving traces the keras.ops closed forms.
+    # library is loaded first: saving traces the keras.ops closed forms
+    # (the paper CNN: its smoothed relu fused with the pooling).
+    import tensorflow as tf
+
     config.set_native_tensorflow_kernels(True)
-    model = _smoothed("relu")
+    if network == "dense":
+        model, shape = _smoothed("relu"), (5, 6)
+    else:
+        cnn = keras_gsmooth.models.paper_cnn(input_shape=(12, 12, 1), num_classes=2)
+        model, shape = keras_gsmooth.smooth_model(cnn, sigma=0.2, regularization=1e-3), (5, 12, 12, 1)
     model.compile(optimizer="sgd", loss="mse")
-    x = np.random.default_rng(4).normal(size=(5, 6)).astype("float32")
+    x = np.random.default_rng(4).normal(size=shape).astype("float32")
     model.fit(x, np.zeros((5, 2), "float32"), verbose=0)
     model.export(str(tmp_path / "exported"), verbose=False)
     saved = (tmp_path / "exported" / "saved_model.pb").read_bytes()
     assert b"MatMul" in saved  # the graph is there to be read
     assert b"KerasGsmoothSmoothedLeakyRelu" not in saved
-    import tensorflow as tf
-
     loaded = tf.saved_model.load(str(tmp_path / "exported"))
     np.testing.assert_allclose(loaded.serve(x).numpy(), model.predict(x, verbose=0), rtol=1e-5, atol=1e-6)
 

@@ -59,7 +59,10 @@ def test_on_jax_tiling_windows_are_a_reduction_not_a_reduce_window(kwargs, tiled
 
 
 def test_the_converter_uses_these_layers_and_keeps_the_input_model():
-    model = keras_gsmooth.models.paper_cnn()
+    # After a tanh: a smoothed relu before the pooling would be fused with it (tests/test_fused_pooling.py).
+    inputs = keras.Input((9, 9, 1))
+    hidden = keras.layers.Conv2D(4, 2, activation="tanh", name="conv")(inputs)
+    model = keras.Model(inputs, keras.layers.AveragePooling2D(2, name="pool")(hidden))
     smoothed = keras_gsmooth.smooth_model(model, sigma=0.1)
     assert type(smoothed.get_layer("pool")) is layers.AveragePooling2D
     assert type(model.get_layer("pool")) is keras.layers.AveragePooling2D

@@ -48,7 +48,8 @@ class SmoothedActivation:
     """
 
     exact = True
-    # Whether `mean` and `mean_and_summed_variance` have native TensorFlow
+    # Whether `mean`, `mean_and_summed_variance` and
+    # `average_pooled_mean_and_summed_variance` have native TensorFlow
     # kernels (`keras_gsmooth.native_tensorflow`): relu and leaky relu.
     native_tensorflow_kernels = False
 
@@ -81,6 +82,17 @@ class SmoothedActivation:
         x, sigma, dtype = self._prepare(x, sigma)
         mean, summed = self._mean_and_summed_variance(x, sigma)
         return ops.cast(mean, dtype), summed
+
+    def average_pooled_mean_and_summed_variance(self, x, sigma, pool_size: tuple):
+        """Returns `(average_pool(h_σ(x)), Σ Var_σ[h](x))` from one native kernel, or None where none applies.
+
+        The pooling is non-overlapping (strides equal to `pool_size`),
+        'valid' and channels last. Only activations with native TensorFlow
+        kernels (`native_tensorflow_kernels`) return anything but None, and
+        only where those apply; `SmoothActivation` pools the output of
+        `mean_and_summed_variance` otherwise.
+        """
+        return None
 
     def __call__(self, x):
         """Applies the unsmoothed activation `h` (σ = 0)."""

@@ -301,7 +301,10 @@ class ReLU(SmoothedActivation):
     (`keras_gsmooth.backend.closed_form_gradient`), instead of autodiff
     re-deriving them; the σ-derivatives only when σ is differentiated. On
     PyTorch the forward and backward passes can each run as one compiled
-    kernel (`keras_gsmooth.config.set_fused_torch_kernels`).
+    kernel (`keras_gsmooth.config.set_fused_torch_kernels`); on TensorFlow's
+    CPU as one native kernel each, alone or fused with the average pooling
+    that follows (`average_pooled_mean_and_summed_variance`,
+    `keras_gsmooth.config.set_native_tensorflow_kernels`).
 
     Args:
         negative_slope: Slope α for `x < 0` (0 for relu; Keras's leaky_relu
@@ -350,12 +353,18 @@ class ReLU(SmoothedActivation):
             return native
         return _relu_summed_variance_function(self.negative_slope)(x, sigma)
 
+    def average_pooled_mean_and_summed_variance(self, x, sigma, pool_size: tuple):
+        x, sigma, _ = self._prepare(x, sigma)
+        return native_tensorflow.smoothed_leaky_relu_average_pool(
+            x, sigma, self.negative_slope, tuple(pool_size), self._sigma_derivatives
+        )
+
     def _native(self, x, sigma):
         """The native TensorFlow kernels' `(h_σ, Σ Var_σ)`, or None (`keras_gsmooth.native_tensorflow`)."""
-        alpha = self.negative_slope
-        return native_tensorflow.smoothed_leaky_relu(
-            x, sigma, alpha, lambda x, sigma: _relu_sigma_derivatives(x, sigma, alpha)
-        )
+        return native_tensorflow.smoothed_leaky_relu(x, sigma, self.negative_slope, self._sigma_derivatives)
+
+    def _sigma_derivatives(self, x, sigma):
+        return _relu_sigma_derivatives(x, sigma, self.negative_slope)
 
 
 class _ReluParts(collections.namedtuple("_ReluParts", "cdf survival x_cdf p gaussian mean")):

@@ -1,5 +1,7 @@
-// The smoothed leaky relu of keras_gsmooth.activations.ReLU as two TensorFlow
-// CPU kernels: the forward pass (h_σ and Σ Var_σ) and its gradient.
+// The smoothed leaky relu of keras_gsmooth.activations.ReLU as TensorFlow CPU
+// kernels: the forward pass (h_σ and Σ Var_σ) and its gradient, alone and
+// fused with the average pooling that follows it (windows that tile the
+// input, channels last), which then never writes or reads h_σ in full.
 //
 // keras_gsmooth/native_tensorflow.py compiles this file at first use and
 // loads it with tf.load_op_library. Every formula is the keras.ops closed form
@@ -13,8 +15,10 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <mutex>
+#include <vector>
 
 #include "tensorflow/core/framework/op.h"
 #include "tensorflow/core/framework/op_kernel.h"
@@ -236,6 +240,185 @@ class SmoothedLeakyReluGradOp : public OpKernel {
   float alpha_;
 };
 
+
+// The geometry of a fused average pooling over (batch, height, width,
+// channels): windows of pool_height × pool_width that tile the input
+// ('valid' padding, strides equal to the window), trailing rows and columns
+// that fill no window left out of the mean, as Keras leaves them. The
+// kernels work on groups of pool_height input rows, one pooled row each;
+// the last group also holds the trailing rows (all rows, when no window fits).
+struct Pooling {
+  int64_t batch, height, width, channels, pool_height, pool_width;
+
+  int64_t pooled_height() const { return height / pool_height; }
+  int64_t pooled_width() const { return width / pool_width; }
+  int64_t groups() const { return std::max<int64_t>(pooled_height(), 1); }
+  int64_t row_size() const { return width * channels; }
+  int64_t pooled_row_size() const { return pooled_width() * channels; }
+  int64_t first_row(int64_t group) const { return group * pool_height; }
+  int64_t end_row(int64_t group) const { return group == groups() - 1 ? height : (group + 1) * pool_height; }
+  // Whether input row `row` lies in a window.
+  bool pooled(int64_t row) const { return row < pooled_height() * pool_height; }
+  float scale() const { return 1.0f / static_cast<float>(pool_height * pool_width); }
+};
+
+Pooling PoolingOf(const TensorShape& shape, int64_t pool_height, int64_t pool_width) {
+  return {shape.dim_size(0), shape.dim_size(1), shape.dim_size(2), shape.dim_size(3), pool_height, pool_width};
+}
+
+// Adds scale × the window sums of one row of h_σ to a pooled row.
+KERAS_GSMOOTH_CLONES
+void PoolRow(const float* __restrict row, float* __restrict pooled_row, const Pooling& pooling) {
+  const int64_t channels = pooling.channels, pool_width = pooling.pool_width;
+  const float scale = pooling.scale();
+  for (int64_t column = 0; column < pooling.pooled_width(); ++column) {
+    float* __restrict out = pooled_row + column * channels;
+    for (int64_t offset = 0; offset < pool_width; ++offset) {
+      const float* __restrict in = row + (column * pool_width + offset) * channels;
+#pragma omp simd
+      for (int64_t k = 0; k < channels; ++k) out[k] += scale * in[k];
+    }
+  }
+}
+
+// One row of the pooling's gradient: scale × the pooled row's upstream
+// gradient at every position of its windows, 0 outside them.
+KERAS_GSMOOTH_CLONES
+void SpreadRow(const float* __restrict pooled_row, float* __restrict row, const Pooling& pooling) {
+  const int64_t channels = pooling.channels, pool_width = pooling.pool_width;
+  const float scale = pooling.scale();
+  for (int64_t column = 0; column < pooling.pooled_width(); ++column) {
+    const float* __restrict in = pooled_row + column * channels;
+    for (int64_t offset = 0; offset < pool_width; ++offset) {
+      float* __restrict out = row + (column * pool_width + offset) * channels;
+#pragma omp simd
+      for (int64_t k = 0; k < channels; ++k) out[k] = scale * in[k];
+    }
+  }
+  std::fill(row + pooling.pooled_width() * pool_width * channels, row + pooling.row_size(), 0.0f);
+}
+
+// Checks the attributes and the input of a fused pooling kernel.
+class FusedPoolingOp : public OpKernel {
+ public:
+  explicit FusedPoolingOp(OpKernelConstruction* context) : OpKernel(context) {
+    OP_REQUIRES_OK(context, context->GetAttr("alpha", &alpha_));
+    OP_REQUIRES_OK(context, context->GetAttr("pool_height", &pool_height_));
+    OP_REQUIRES_OK(context, context->GetAttr("pool_width", &pool_width_));
+    OP_REQUIRES(context, pool_height_ >= 1 && pool_width_ >= 1,
+                ::tensorflow::errors::InvalidArgument("pool sizes must be >= 1, got ", pool_height_, "x",
+                                                      pool_width_));
+  }
+
+ protected:
+  // The geometry of input `x`, which must be (batch, height, width, channels).
+  void PoolingOfInput(OpKernelContext* context, const Tensor& x, Pooling* pooling) {
+    OP_REQUIRES(context, x.dims() == 4,
+                ::tensorflow::errors::InvalidArgument("x must be (batch, height, width, channels), got shape ",
+                                                      x.shape().DebugString()));
+    *pooling = PoolingOf(x.shape(), pool_height_, pool_width_);
+  }
+
+  void ShardGroups(OpKernelContext* context, const Pooling& pooling, std::function<void(int64_t, int64_t)> work) {
+    const auto* threads = context->device()->tensorflow_cpu_worker_threads();
+    const int64_t cost = kCostPerElement * pooling.pool_height * pooling.row_size();
+    ::tensorflow::Shard(threads->num_threads, threads->workers, pooling.batch * pooling.groups(), cost,
+                        std::move(work));
+  }
+
+  float alpha_;
+  int64_t pool_height_;
+  int64_t pool_width_;
+};
+
+class SmoothedLeakyReluAveragePoolOp : public FusedPoolingOp {
+ public:
+  using FusedPoolingOp::FusedPoolingOp;
+
+  void Compute(OpKernelContext* context) override {
+    const Tensor& x = context->input(0);
+    const float sigma = context->input(1).scalar<float>()();
+    Pooling pooling;
+    PoolingOfInput(context, x, &pooling);
+    if (!context->status().ok()) return;
+    Tensor* pooled = nullptr;
+    Tensor* summed = nullptr;
+    const TensorShape pooled_shape({pooling.batch, pooling.pooled_height(), pooling.pooled_width(), pooling.channels});
+    OP_REQUIRES_OK(context, context->allocate_output(0, pooled_shape, &pooled));
+    OP_REQUIRES_OK(context, context->allocate_output(1, TensorShape({}), &summed));
+    const float* x_data = x.flat<float>().data();
+    float* pooled_data = pooled->flat<float>().data();
+    const Constants constants = ConstantsOf(sigma, alpha_, 0.0f);
+    std::mutex mutex;
+    double total = 0.0;
+    auto work = [&](int64_t begin, int64_t end) {
+      ScopedFlushSubnormals flush;
+      std::vector<float> mean_row(pooling.row_size());
+      double part = 0.0;
+      for (int64_t unit = begin; unit < end; ++unit) {
+        const int64_t image = unit / pooling.groups(), group = unit % pooling.groups();
+        float* pooled_row = pooled_data + (image * pooling.pooled_height() + group) * pooling.pooled_row_size();
+        if (group < pooling.pooled_height()) std::fill(pooled_row, pooled_row + pooling.pooled_row_size(), 0.0f);
+        for (int64_t row = pooling.first_row(group); row < pooling.end_row(group); ++row) {
+          const float* x_row = x_data + (image * pooling.height + row) * pooling.row_size();
+          part += ForwardRange(x_row, mean_row.data(), 0, pooling.row_size(), constants);
+          if (pooling.pooled(row)) PoolRow(mean_row.data(), pooled_row, pooling);
+        }
+      }
+      std::lock_guard<std::mutex> lock(mutex);
+      total += part;
+    };
+    ShardGroups(context, pooling, work);
+    summed->scalar<float>()() = std::max(static_cast<float>(total), 0.0f);
+  }
+};
+
+class SmoothedLeakyReluAveragePoolGradOp : public FusedPoolingOp {
+ public:
+  using FusedPoolingOp::FusedPoolingOp;
+
+  void Compute(OpKernelContext* context) override {
+    const Tensor& x = context->input(0);
+    const float sigma = context->input(1).scalar<float>()();
+    const Tensor& upstream = context->input(2);
+    const float upstream_sum = context->input(3).scalar<float>()();
+    Pooling pooling;
+    PoolingOfInput(context, x, &pooling);
+    if (!context->status().ok()) return;
+    const TensorShape pooled_shape({pooling.batch, pooling.pooled_height(), pooling.pooled_width(), pooling.channels});
+    OP_REQUIRES(context, upstream.shape() == pooled_shape,
+                ::tensorflow::errors::InvalidArgument("upstream gradient shape ", upstream.shape().DebugString(),
+                                                      " differs from the pooled shape ", pooled_shape.DebugString()));
+    Tensor* gradient = nullptr;
+    OP_REQUIRES_OK(context, context->allocate_output(0, x.shape(), &gradient));
+    const float* x_data = x.flat<float>().data();
+    const float* upstream_data = upstream.flat<float>().data();
+    float* gradient_data = gradient->flat<float>().data();
+    const Constants constants = ConstantsOf(sigma, alpha_, upstream_sum);
+    auto work = [&](int64_t begin, int64_t end) {
+      ScopedFlushSubnormals flush;
+      std::vector<float> upstream_row(pooling.row_size());
+      for (int64_t unit = begin; unit < end; ++unit) {
+        const int64_t image = unit / pooling.groups(), group = unit % pooling.groups();
+        const float* pooled_row = upstream_data + (image * pooling.pooled_height() + group) * pooling.pooled_row_size();
+        for (int64_t row = pooling.first_row(group); row < pooling.end_row(group); ++row) {
+          if (row == pooling.first_row(group) || !pooling.pooled(row)) {
+            if (pooling.pooled(row)) {
+              SpreadRow(pooled_row, upstream_row.data(), pooling);
+            } else {
+              std::fill(upstream_row.begin(), upstream_row.end(), 0.0f);
+            }
+          }
+          const int64_t offset = (image * pooling.height + row) * pooling.row_size();
+          BackwardRange(x_data + offset, upstream_row.data(), gradient_data + offset, 0, pooling.row_size(),
+                        constants);
+        }
+      }
+    };
+    ShardGroups(context, pooling, work);
+  }
+};
+
 }  // namespace
 }  // namespace keras_gsmooth
 
@@ -263,7 +446,49 @@ REGISTER_OP("KerasGsmoothSmoothedLeakyReluGrad")
       return absl::OkStatus();
     });
 
+::tensorflow::Status PooledShape(::tensorflow::shape_inference::InferenceContext* context) {
+  ::tensorflow::shape_inference::ShapeHandle x;
+  TF_RETURN_IF_ERROR(context->WithRank(context->input(0), 4, &x));
+  int64_t pool_height, pool_width;
+  TF_RETURN_IF_ERROR(context->GetAttr("pool_height", &pool_height));
+  TF_RETURN_IF_ERROR(context->GetAttr("pool_width", &pool_width));
+  ::tensorflow::shape_inference::DimensionHandle height, width;
+  TF_RETURN_IF_ERROR(context->Divide(context->Dim(x, 1), pool_height, false, &height));
+  TF_RETURN_IF_ERROR(context->Divide(context->Dim(x, 2), pool_width, false, &width));
+  context->set_output(0, context->MakeShape({context->Dim(x, 0), height, width, context->Dim(x, 3)}));
+  context->set_output(1, context->Scalar());
+  return absl::OkStatus();
+}
+
+REGISTER_OP("KerasGsmoothSmoothedLeakyReluAveragePool")
+    .Input("x: float")
+    .Input("sigma: float")
+    .Output("pooled_mean: float")
+    .Output("summed_variance: float")
+    .Attr("alpha: float")
+    .Attr("pool_height: int >= 1")
+    .Attr("pool_width: int >= 1")
+    .SetShapeFn(PooledShape);
+
+REGISTER_OP("KerasGsmoothSmoothedLeakyReluAveragePoolGrad")
+    .Input("x: float")
+    .Input("sigma: float")
+    .Input("upstream_pooled_mean: float")
+    .Input("upstream_summed_variance: float")
+    .Output("gradient: float")
+    .Attr("alpha: float")
+    .Attr("pool_height: int >= 1")
+    .Attr("pool_width: int >= 1")
+    .SetShapeFn([](::tensorflow::shape_inference::InferenceContext* context) {
+      context->set_output(0, context->input(0));
+      return absl::OkStatus();
+    });
+
 REGISTER_KERNEL_BUILDER(Name("KerasGsmoothSmoothedLeakyRelu").Device(::tensorflow::DEVICE_CPU),
                         keras_gsmooth::SmoothedLeakyReluOp);
 REGISTER_KERNEL_BUILDER(Name("KerasGsmoothSmoothedLeakyReluGrad").Device(::tensorflow::DEVICE_CPU),
                         keras_gsmooth::SmoothedLeakyReluGradOp);
+REGISTER_KERNEL_BUILDER(Name("KerasGsmoothSmoothedLeakyReluAveragePool").Device(::tensorflow::DEVICE_CPU),
+                        keras_gsmooth::SmoothedLeakyReluAveragePoolOp);
+REGISTER_KERNEL_BUILDER(Name("KerasGsmoothSmoothedLeakyReluAveragePoolGrad").Device(::tensorflow::DEVICE_CPU),
+                        keras_gsmooth::SmoothedLeakyReluAveragePoolGradOp);

@@ -5,6 +5,7 @@ from keras import ops
 
 from keras_gsmooth import activations
 from keras_gsmooth.layers.penalized import PenalizedLayer
+from keras_gsmooth.layers.pooling import average_pool
 
 _RELU = activations.ReLU()
 
@@ -21,6 +22,14 @@ class SmoothActivation(keras.layers.Layer, PenalizedLayer):
     for relu and leaky relu the backward pass is the fused closed form of
     `keras_gsmooth.activations.ReLU`.
 
+    With `pool_size`, the layer also average-pools `h_σ(x)` over
+    non-overlapping windows, as `AveragePooling{1,2,3}D(pool_size)` with
+    'valid' padding and channels last does after it; the penalty stays the
+    variance of every element of `x`. `smooth_model` fuses a smoothed relu
+    or leaky relu with the average pooling that alone reads it this way: on
+    TensorFlow's CPU one native kernel per pass then computes both
+    (`keras_gsmooth.native_tensorflow`) and `h_σ` in full is never stored.
+
     σ is the constant `sigma` given here until a `keras_gsmooth.SmoothedModel`
     binds the layer to the model's shared σ variable.
 
@@ -30,11 +39,15 @@ class SmoothActivation(keras.layers.Layer, PenalizedLayer):
             dict, or a `SmoothedActivation`.
         sigma: The smoothing radius used while unbound, a float `>= 0`.
         regularization: The penalty weight λ `>= 0` (0 switches it off).
+        pool_size: None (no pooling), or the pooling window along each of
+            the input's 1 to 3 spatial axes, positive ints (one int is the
+            same window along every spatial axis of the input).
         **kwargs: Base `keras.layers.Layer` arguments (`name`, `dtype`, …).
 
     Raises:
         ValueError: for a negative, NaN or infinite `sigma` or
-            `regularization`, or an activation `get` rejects.
+            `regularization`, a `pool_size` that is not 1 to 3 positive
+            ints, or an activation `get` rejects.
 
     Example:
 
@@ -46,23 +59,72 @@ class SmoothActivation(keras.layers.Layer, PenalizedLayer):
     ```
     """
 
-    def __init__(self, activation, sigma: float = 0.0, regularization: float = 0.0, **kwargs):
+    def __init__(
+        self, activation, sigma: float = 0.0, regularization: float = 0.0, pool_size=None, **kwargs
+    ):
         super().__init__(**kwargs)
         self.regularization = self._init_penalty(sigma, regularization)
         self.activation = activations.get(activation)
-        self.supports_masking = True
+        self.pool_size = None if pool_size is None else self._checked_pool_size(pool_size)
+        # A pooled output no longer matches the input's mask, as after Keras's pooling.
+        self.supports_masking = pool_size is None
         self.built = True
+
+    def _checked_pool_size(self, pool_size) -> tuple:
+        sizes = (pool_size,) if isinstance(pool_size, int) else pool_size
+        if (
+            not isinstance(sizes, (tuple, list))
+            or not 1 <= len(sizes) <= 3
+            or not all(isinstance(size, int) and not isinstance(size, bool) and size >= 1 for size in sizes)
+        ):
+            raise ValueError(
+                f"SmoothActivation {self.name!r}: `pool_size` must be None, a positive int, or a tuple "
+                f"of 1 to 3 positive ints (one per spatial axis). Received: pool_size={pool_size!r}"
+            )
+        return tuple(sizes)
+
+    def _pool_size_for(self, shape) -> tuple:
+        """The window along each spatial axis of an input of `shape`, checked against it."""
+        spatial = tuple(shape[1:-1])
+        pool_size = self.pool_size * len(spatial) if len(self.pool_size) == 1 else self.pool_size
+        if not spatial or len(pool_size) != len(spatial):
+            raise ValueError(
+                f"SmoothActivation {self.name!r}: `pool_size={self.pool_size}` needs inputs "
+                f"(batch, {len(self.pool_size)} spatial axes, channels); received an input of rank {len(shape)}. "
+                "Give one window per spatial axis."
+            )
+        if any(size is not None and size < pool for size, pool in zip(spatial, pool_size)):
+            raise ValueError(
+                f"SmoothActivation {self.name!r}: the input's spatial sizes {spatial} are smaller than "
+                f"`pool_size={pool_size}`, so no window fits. Use a smaller `pool_size`."
+            )
+        return pool_size
 
     def call(self, inputs):
         sigma = self.current_sigma("float32")
+        if self.pool_size is not None:
+            pool_size = self._pool_size_for(inputs.shape)
+            fused = self.activation.average_pooled_mean_and_summed_variance(inputs, sigma, pool_size)
+            if fused is not None:
+                outputs, summed_variance = fused
+                if self.regularization > 0.0:
+                    self._add_per_sample_penalty(self.regularization, summed_variance, inputs)
+                return outputs
         if self.regularization <= 0.0:
-            return self.activation.mean(inputs, sigma)
-        outputs, summed_variance = self.activation.mean_and_summed_variance(inputs, sigma)
-        self._add_per_sample_penalty(self.regularization, summed_variance, inputs)
-        return outputs
+            outputs = self.activation.mean(inputs, sigma)
+        else:
+            outputs, summed_variance = self.activation.mean_and_summed_variance(inputs, sigma)
+            self._add_per_sample_penalty(self.regularization, summed_variance, inputs)
+        if self.pool_size is None:
+            return outputs
+        return average_pool(outputs, pool_size, pool_size, "valid", "channels_last")
 
     def compute_output_shape(self, input_shape):
-        return input_shape
+        if self.pool_size is None:
+            return input_shape
+        pool_size = self._pool_size_for(input_shape)
+        spatial = [None if size is None else size // pool for size, pool in zip(input_shape[1:-1], pool_size)]
+        return (input_shape[0], *spatial, input_shape[-1])
 
     @property
     def fast_without_xla(self) -> bool:
@@ -75,6 +137,7 @@ class SmoothActivation(keras.layers.Layer, PenalizedLayer):
                 "activation": activations.serialize(self.activation),
                 "sigma": self._sigma_constant,
                 "regularization": self.regularization,
+                "pool_size": self.pool_size,
             }
         )
         return config

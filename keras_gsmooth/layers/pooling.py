@@ -1,9 +1,39 @@
-"""Average pooling computed the faster way on each backend, and `tiled_average_pool`."""
+"""Average pooling computed the faster way on each backend: `average_pool`, `tiled_average_pool` and the layers."""
 
 import keras
 from keras import ops
 
 from keras_gsmooth import backend
+
+
+def average_pool(inputs, pool_size: tuple, strides: tuple, padding: str, data_format: str):
+    """`keras.ops.average_pool`, computed the faster way on each backend.
+
+    Where the windows tile the input (strides equal to the pool size,
+    'valid' padding, or 'same' padding on sizes the pool divides) and the
+    backend fuses a reduction better than its pooling operation
+    (`keras_gsmooth.backend.pools_by_reduction`: JAX), it is
+    `tiled_average_pool`. With 'valid' padding on PyTorch it pools the
+    channels-last input in place (`keras_gsmooth.backend.native_average_pool`)
+    instead of Keras's contiguous copy. Elsewhere it is Keras's operation.
+    The result is the same up to float rounding.
+    """
+    if backend.pools_by_reduction() and _windows_tile(inputs.shape, pool_size, strides, padding, data_format):
+        return tiled_average_pool(inputs, pool_size, data_format)
+    if padding == "valid":
+        pooled = backend.native_average_pool(inputs, pool_size, strides, data_format)
+        if pooled is not None:
+            return pooled
+    return ops.average_pool(inputs, pool_size, strides, padding, data_format)
+
+
+def _windows_tile(shape, pool_size: tuple, strides: tuple, padding: str, data_format: str) -> bool:
+    if tuple(strides) != tuple(pool_size):
+        return False
+    _, spatial, channels = _spatial_layout(shape, len(pool_size), data_format)
+    if channels is None or any(size is None for size in spatial):
+        return False
+    return padding == "valid" or all(size % pool == 0 for size, pool in zip(spatial, pool_size))
 
 
 def tiled_average_pool(inputs, pool_size: tuple, data_format: str):
@@ -43,34 +73,13 @@ def _spatial_layout(shape, spatial_rank: int, data_format: str) -> tuple:
 
 
 class _FasterAveragePooling:
-    """Keras's average pooling, computed the faster way on each backend.
+    """Keras's average pooling, computed the faster way on each backend (`average_pool`).
 
-    Where the windows tile the input (strides equal to the pool size,
-    'valid' padding, or 'same' padding on sizes the pool divides) and the
-    backend fuses a reduction better than its pooling operation
-    (`keras_gsmooth.backend.pools_by_reduction`: JAX), `call` computes
-    `tiled_average_pool`. With 'valid' padding on PyTorch it pools the
-    channels-last input in place (`keras_gsmooth.backend.native_average_pool`)
-    instead of Keras's contiguous copy. Elsewhere it is Keras's layer. The
-    result is the same up to float rounding, and the configuration is Keras's.
+    The result is Keras's up to float rounding, and the configuration is Keras's.
     """
 
     def call(self, inputs):
-        if backend.pools_by_reduction() and self._windows_tile(inputs.shape):
-            return tiled_average_pool(inputs, self.pool_size, self.data_format)
-        if self.padding == "valid":
-            pooled = backend.native_average_pool(inputs, self.pool_size, self.strides, self.data_format)
-            if pooled is not None:
-                return pooled
-        return super().call(inputs)
-
-    def _windows_tile(self, shape) -> bool:
-        if tuple(self.strides) != tuple(self.pool_size):
-            return False
-        _, spatial, channels = _spatial_layout(shape, len(self.pool_size), self.data_format)
-        if channels is None or any(size is None for size in spatial):
-            return False
-        return self.padding == "valid" or all(size % pool == 0 for size, pool in zip(spatial, self.pool_size))
+        return average_pool(inputs, self.pool_size, self.strides, self.padding, self.data_format)
 
 
 @keras.saving.register_keras_serializable(package="keras_gsmooth")
