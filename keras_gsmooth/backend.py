@@ -556,14 +556,19 @@ def smoothed_jit_compile(
 def sum_of_squares(x):
     """Σ x² over every element of `x`, in one reduction that writes nothing.
 
-    On JAX and PyTorch the dot product of the flattened `x` with itself: it
-    reads `x` once, and its gradient is one product. On PyTorch the penalty
-    of the paper CNN's 4608×128 Dense kernel, forward and backward, took
-    0.75 ms this way against 1.3 ms as a square and a sum (which writes the
-    squares, then reads them back); in A/B runs of the smoothed paper CNN's
-    train step against that form (2-core CPU): PyTorch 31.6 → 30.4 ms at
-    batch 128 and 7.05 → 6.94 ms at batch 1, JAX 21.0 → 20.2 ms at batch
-    128. On TensorFlow `2·tf.nn.l2_loss(x)`, one operation with and without
+    On JAX the dot product of the flattened `x` with itself: it reads `x`
+    once, and its gradient fuses into one product. On PyTorch the same dot
+    product under a gradient that is one product, `2·g·x`: autograd's own
+    gradient of `dot(x, x)` is two products and their sum, three passes
+    over the tensor (on the paper CNN's 4608×128 Dense kernel, a penalty's
+    gradient took 1.9–2.4 ms this way against 2.9–3.7 ms with autograd's, a
+    step of the data path included, 2026-11-27). As a dot product rather
+    than a square and a sum (which writes the squares, then reads them
+    back), the penalty of that kernel, forward and backward, took 0.75
+    against 1.3 ms; in A/B runs of the smoothed paper CNN's train step
+    against that form (2-core CPU): PyTorch 31.6 → 30.4 ms at batch 128 and
+    7.05 → 6.94 ms at batch 1, JAX 21.0 → 20.2 ms at batch 128. On
+    TensorFlow `2·tf.nn.l2_loss(x)`, one operation with and without
     XLA: outside XLA a dot product runs as oneDNN's matrix product of a row
     and a column, and the two penalties on the paper CNN's 4608-wide hidden
     layer cost a third of its step at batch 128 (the smoothed step 1.57× →
@@ -573,8 +578,30 @@ def sum_of_squares(x):
         import tensorflow as tf
 
         return 2.0 * tf.nn.l2_loss(x)
+    if keras.backend.backend() == "torch":
+        return _torch_sum_of_squares().apply(x)
     flat = keras.ops.reshape(x, (-1,))
     return keras.ops.dot(flat, flat)
+
+
+@functools.cache
+def _torch_sum_of_squares():
+    """`Σ x²` as a `torch.autograd.Function`: one dot product forward, one product backward."""
+    import torch
+
+    class SumOfSquares(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x):
+            ctx.save_for_backward(x)
+            flat = x.reshape(-1)
+            return torch.dot(flat, flat)
+
+        @staticmethod
+        def backward(ctx, upstream):
+            (x,) = ctx.saved_tensors
+            return x * (2.0 * upstream)
+
+    return SumOfSquares
 
 
 def pools_by_reduction() -> bool:

@@ -9,6 +9,7 @@ import pytest
 from keras import ops
 
 import keras_gsmooth
+from keras_gsmooth import backend
 from keras_gsmooth import regularizers
 from keras_gsmooth.regularizers import ConvInputPenalty
 from keras_gsmooth.regularizers import ConvKernelPenalty
@@ -619,3 +620,14 @@ def test_bad_calls_raise_clear_errors():
         ConvInputPenalty(2, 5, 1, "valid", 2, regularization=0.1)(np.ones((1, 6, 6, 1), "float32"))
     with pytest.raises(ValueError, match="1 spatial dimension"):
         ConvInputPenalty(2, (3, 3), 1, "same", 1, regularization=0.1)(np.ones((1, 6, 1), "float32"))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_sum_of_squares_and_its_gradient(dtype):
+    # The penalties' one reduction; on PyTorch with a hand-written gradient.
+    x = np.random.default_rng(7).normal(size=(6, 5, 3)).astype(dtype)
+    tensor = ops.convert_to_tensor(x)  # float32 on JAX without x64
+    total, (gradient,) = backend.value_and_grad(lambda v: backend.sum_of_squares(v[0]), [tensor])
+    np.testing.assert_allclose(float(total), np.sum(x.astype("float64") ** 2), rtol=1e-6)
+    np.testing.assert_allclose(ops.convert_to_numpy(gradient), 2.0 * x, rtol=1e-6)
+    assert gradient.dtype == tensor.dtype
