@@ -536,7 +536,7 @@ def smoothed_jit_compile(
     the other closed forms are long elementwise expressions that XLA fuses
     (the smoothed paper CNN's step at batch 128 took 30 ms with XLA
     against 64 ms without, on a 2-core CPU, before the native kernels; with
-    them and without XLA, about 1.35× the plain step against 1.6–1.8× with
+    them and without XLA, about 1.2× the plain step against 1.6–1.8× with
     XLA). Any other setting, and every other backend, is left as given.
 
     Args:

@@ -105,7 +105,7 @@ def set_native_tensorflow_kernels(enabled: bool | str = AUTO) -> None:
     only smoothed activations are relu and leaky relu then trains without
     XLA (`SmoothedModel.compile` with `jit_compile="auto"`), as Keras trains
     the plain model on a CPU: the smoothed paper CNN's step at batch 128
-    costs about 1.35× the plain one this way, against 1.6–1.8× with XLA (see
+    costs about 1.2× the plain one this way, against 1.6–1.8× with XLA (see
     the docs' benchmarks page). The kernels are compiled from the C++ source
     shipped in the package at their first use (about 10 s; the library is
     cached in `~/.cache/keras_gsmooth`, or `$KERAS_GSMOOTH_CACHE`, for later

@@ -9,9 +9,9 @@ from typing import Union
 import keras
 from keras import tree
 
+from keras_gsmooth import layers
 from keras_gsmooth import operations
 from keras_gsmooth import rules
-from keras_gsmooth import layers
 from keras_gsmooth.layers import InputPenalty
 from keras_gsmooth.sigma import SmoothedModel
 from keras_gsmooth.validation import check_regularization

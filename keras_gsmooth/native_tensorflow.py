@@ -129,8 +129,8 @@ def smoothed_leaky_relu_average_pool(x, sigma, alpha: float, pool_size: tuple, s
         )
 
     def pooled(mean_derivative):
-        return as_input_layout(tf.nn.avg_pool2d(as_image(mean_derivative), (pool_height, pool_width),
-                                                (pool_height, pool_width), "VALID"))
+        window = (pool_height, pool_width)
+        return as_input_layout(tf.nn.avg_pool2d(as_image(mean_derivative), window, window, "VALID"))
 
     return _with_closed_form_gradients(forward, backward, pooled, sigma_derivatives)(x, sigma)
 

@@ -10,4 +10,5 @@ from keras_gsmooth.layers.merging import SmoothMultiply
 from keras_gsmooth.layers.pooling import AveragePooling1D
 from keras_gsmooth.layers.pooling import AveragePooling2D
 from keras_gsmooth.layers.pooling import AveragePooling3D
+from keras_gsmooth.layers.pooling import average_pool
 from keras_gsmooth.layers.pooling import tiled_average_pool

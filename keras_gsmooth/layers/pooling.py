@@ -17,6 +17,24 @@ def average_pool(inputs, pool_size: tuple, strides: tuple, padding: str, data_fo
     channels-last input in place (`keras_gsmooth.backend.native_average_pool`)
     instead of Keras's contiguous copy. Elsewhere it is Keras's operation.
     The result is the same up to float rounding.
+
+    Args:
+        inputs: A tensor `(batch, *spatial, channels)` for `"channels_last"`
+            or `(batch, channels, *spatial)` for `"channels_first"`, one to
+            three spatial axes.
+        pool_size: The window along each spatial axis.
+        strides: The stride along each spatial axis.
+        padding: `"valid"` or `"same"`.
+        data_format: `"channels_last"` or `"channels_first"`.
+
+    Returns:
+        The pooled tensor, as `keras.ops.average_pool` computes it.
+
+    Example:
+
+    ```python
+    pooled = keras_gsmooth.layers.average_pool(keras.ops.ones((1, 4, 4, 3)), (2, 2), (2, 2), "valid", "channels_last")
+    ```
     """
     if backend.pools_by_reduction() and _windows_tile(inputs.shape, pool_size, strides, padding, data_format):
         return tiled_average_pool(inputs, pool_size, data_format)
