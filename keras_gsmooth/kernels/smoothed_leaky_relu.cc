@@ -175,6 +175,40 @@ class ScopedFlushSubnormals {
 // Work units per element for TensorFlow's sharding: a few dozen vector operations.
 constexpr int64_t kCostPerElement = 60;
 
+// Runs work(begin, end) over [0, units) on TensorFlow's CPU threads, with
+// subnormal floats flushed in each.
+void ShardedFor(OpKernelContext* context, int64_t units, int64_t cost_per_unit,
+                const std::function<void(int64_t, int64_t)>& work) {
+  const auto* threads = context->device()->tensorflow_cpu_worker_threads();
+  ::tensorflow::Shard(threads->num_threads, threads->workers, units, cost_per_unit,
+                      [&work](int64_t begin, int64_t end) {
+                        ScopedFlushSubnormals flush;
+                        work(begin, end);
+                      });
+}
+
+// ShardedFor of work(begin, end) -> a partial sum of the variance; the sum
+// of the parts, written to `summed` (never negative: rounding can leave a
+// tiny negative value where the variance is about 0).
+void ShardedVarianceSum(OpKernelContext* context, int64_t units, int64_t cost_per_unit,
+                        const std::function<double(int64_t, int64_t)>& work, Tensor* summed) {
+  std::mutex mutex;
+  double total = 0.0;
+  ShardedFor(context, units, cost_per_unit, [&](int64_t begin, int64_t end) {
+    const double part = work(begin, end);
+    std::lock_guard<std::mutex> lock(mutex);
+    total += part;
+  });
+  summed->scalar<float>()() = std::max(static_cast<float>(total), 0.0f);
+}
+
+// OK where an upstream gradient has the shape the gradient kernel expects.
+::tensorflow::Status CheckUpstreamShape(const Tensor& upstream, const TensorShape& shape) {
+  if (upstream.shape() == shape) return absl::OkStatus();
+  return ::tensorflow::errors::InvalidArgument("upstream gradient shape ", upstream.shape().DebugString(),
+                                               " differs from the expected shape ", shape.DebugString());
+}
+
 class SmoothedLeakyReluOp : public OpKernel {
  public:
   explicit SmoothedLeakyReluOp(OpKernelConstruction* context) : OpKernel(context) {
@@ -191,17 +225,9 @@ class SmoothedLeakyReluOp : public OpKernel {
     const float* x_data = x.flat<float>().data();
     float* mean_data = mean->flat<float>().data();
     const Constants constants = ConstantsOf(sigma, alpha_, 0.0f);
-    std::mutex mutex;
-    double total = 0.0;
-    auto work = [&](int64_t begin, int64_t end) {
-      ScopedFlushSubnormals flush;
-      const double part = ForwardRange(x_data, mean_data, begin, end, constants);
-      std::lock_guard<std::mutex> lock(mutex);
-      total += part;
-    };
-    const auto* threads = context->device()->tensorflow_cpu_worker_threads();
-    ::tensorflow::Shard(threads->num_threads, threads->workers, x.NumElements(), kCostPerElement, work);
-    summed->scalar<float>()() = std::max(static_cast<float>(total), 0.0f);
+    ShardedVarianceSum(
+        context, x.NumElements(), kCostPerElement,
+        [&](int64_t begin, int64_t end) { return ForwardRange(x_data, mean_data, begin, end, constants); }, summed);
   }
 
  private:
@@ -219,21 +245,16 @@ class SmoothedLeakyReluGradOp : public OpKernel {
     const float sigma = context->input(1).scalar<float>()();
     const Tensor& upstream = context->input(2);
     const float upstream_sum = context->input(3).scalar<float>()();
-    OP_REQUIRES(context, upstream.shape() == x.shape(),
-                ::tensorflow::errors::InvalidArgument("upstream gradient shape ", upstream.shape().DebugString(),
-                                                      " differs from the input shape ", x.shape().DebugString()));
+    OP_REQUIRES_OK(context, CheckUpstreamShape(upstream, x.shape()));
     Tensor* gradient = nullptr;
     OP_REQUIRES_OK(context, context->allocate_output(0, x.shape(), &gradient));
     const float* x_data = x.flat<float>().data();
     const float* upstream_data = upstream.flat<float>().data();
     float* gradient_data = gradient->flat<float>().data();
     const Constants constants = ConstantsOf(sigma, alpha_, upstream_sum);
-    auto work = [&](int64_t begin, int64_t end) {
-      ScopedFlushSubnormals flush;
+    ShardedFor(context, x.NumElements(), kCostPerElement, [&](int64_t begin, int64_t end) {
       BackwardRange(x_data, upstream_data, gradient_data, begin, end, constants);
-    };
-    const auto* threads = context->device()->tensorflow_cpu_worker_threads();
-    ::tensorflow::Shard(threads->num_threads, threads->workers, x.NumElements(), kCostPerElement, work);
+    });
   }
 
  private:
@@ -260,11 +281,8 @@ struct Pooling {
   // Whether input row `row` lies in a window.
   bool pooled(int64_t row) const { return row < pooled_height() * pool_height; }
   float scale() const { return 1.0f / static_cast<float>(pool_height * pool_width); }
+  TensorShape pooled_shape() const { return TensorShape({batch, pooled_height(), pooled_width(), channels}); }
 };
-
-Pooling PoolingOf(const TensorShape& shape, int64_t pool_height, int64_t pool_width) {
-  return {shape.dim_size(0), shape.dim_size(1), shape.dim_size(2), shape.dim_size(3), pool_height, pool_width};
-}
 
 // Adds scale × the window sums of one row of h_σ to a pooled row.
 KERAS_GSMOOTH_CLONES
@@ -312,18 +330,20 @@ class FusedPoolingOp : public OpKernel {
 
  protected:
   // The geometry of input `x`, which must be (batch, height, width, channels).
-  void PoolingOfInput(OpKernelContext* context, const Tensor& x, Pooling* pooling) {
-    OP_REQUIRES(context, x.dims() == 4,
-                ::tensorflow::errors::InvalidArgument("x must be (batch, height, width, channels), got shape ",
-                                                      x.shape().DebugString()));
-    *pooling = PoolingOf(x.shape(), pool_height_, pool_width_);
+  ::tensorflow::Status PoolingOfInput(const Tensor& x, Pooling* pooling) const {
+    if (x.dims() != 4) {
+      return ::tensorflow::errors::InvalidArgument("x must be (batch, height, width, channels), got shape ",
+                                                   x.shape().DebugString());
+    }
+    const TensorShape& shape = x.shape();
+    *pooling = {shape.dim_size(0), shape.dim_size(1), shape.dim_size(2), shape.dim_size(3), pool_height_, pool_width_};
+    return absl::OkStatus();
   }
 
-  void ShardGroups(OpKernelContext* context, const Pooling& pooling, std::function<void(int64_t, int64_t)> work) {
-    const auto* threads = context->device()->tensorflow_cpu_worker_threads();
-    const int64_t cost = kCostPerElement * pooling.pool_height * pooling.row_size();
-    ::tensorflow::Shard(threads->num_threads, threads->workers, pooling.batch * pooling.groups(), cost,
-                        std::move(work));
+  // Work units of the row groups: one per group of each image.
+  static int64_t Units(const Pooling& pooling) { return pooling.batch * pooling.groups(); }
+  static int64_t CostPerUnit(const Pooling& pooling) {
+    return kCostPerElement * pooling.pool_height * pooling.row_size();
   }
 
   float alpha_;
@@ -339,20 +359,15 @@ class SmoothedLeakyReluAveragePoolOp : public FusedPoolingOp {
     const Tensor& x = context->input(0);
     const float sigma = context->input(1).scalar<float>()();
     Pooling pooling;
-    PoolingOfInput(context, x, &pooling);
-    if (!context->status().ok()) return;
+    OP_REQUIRES_OK(context, PoolingOfInput(x, &pooling));
     Tensor* pooled = nullptr;
     Tensor* summed = nullptr;
-    const TensorShape pooled_shape({pooling.batch, pooling.pooled_height(), pooling.pooled_width(), pooling.channels});
-    OP_REQUIRES_OK(context, context->allocate_output(0, pooled_shape, &pooled));
+    OP_REQUIRES_OK(context, context->allocate_output(0, pooling.pooled_shape(), &pooled));
     OP_REQUIRES_OK(context, context->allocate_output(1, TensorShape({}), &summed));
     const float* x_data = x.flat<float>().data();
     float* pooled_data = pooled->flat<float>().data();
     const Constants constants = ConstantsOf(sigma, alpha_, 0.0f);
-    std::mutex mutex;
-    double total = 0.0;
     auto work = [&](int64_t begin, int64_t end) {
-      ScopedFlushSubnormals flush;
       std::vector<float> mean_row(pooling.row_size());
       double part = 0.0;
       for (int64_t unit = begin; unit < end; ++unit) {
@@ -365,11 +380,9 @@ class SmoothedLeakyReluAveragePoolOp : public FusedPoolingOp {
           if (pooling.pooled(row)) PoolRow(mean_row.data(), pooled_row, pooling);
         }
       }
-      std::lock_guard<std::mutex> lock(mutex);
-      total += part;
+      return part;
     };
-    ShardGroups(context, pooling, work);
-    summed->scalar<float>()() = std::max(static_cast<float>(total), 0.0f);
+    ShardedVarianceSum(context, Units(pooling), CostPerUnit(pooling), work, summed);
   }
 };
 
@@ -383,12 +396,8 @@ class SmoothedLeakyReluAveragePoolGradOp : public FusedPoolingOp {
     const Tensor& upstream = context->input(2);
     const float upstream_sum = context->input(3).scalar<float>()();
     Pooling pooling;
-    PoolingOfInput(context, x, &pooling);
-    if (!context->status().ok()) return;
-    const TensorShape pooled_shape({pooling.batch, pooling.pooled_height(), pooling.pooled_width(), pooling.channels});
-    OP_REQUIRES(context, upstream.shape() == pooled_shape,
-                ::tensorflow::errors::InvalidArgument("upstream gradient shape ", upstream.shape().DebugString(),
-                                                      " differs from the pooled shape ", pooled_shape.DebugString()));
+    OP_REQUIRES_OK(context, PoolingOfInput(x, &pooling));
+    OP_REQUIRES_OK(context, CheckUpstreamShape(upstream, pooling.pooled_shape()));
     Tensor* gradient = nullptr;
     OP_REQUIRES_OK(context, context->allocate_output(0, x.shape(), &gradient));
     const float* x_data = x.flat<float>().data();
@@ -396,7 +405,6 @@ class SmoothedLeakyReluAveragePoolGradOp : public FusedPoolingOp {
     float* gradient_data = gradient->flat<float>().data();
     const Constants constants = ConstantsOf(sigma, alpha_, upstream_sum);
     auto work = [&](int64_t begin, int64_t end) {
-      ScopedFlushSubnormals flush;
       std::vector<float> upstream_row(pooling.row_size());
       for (int64_t unit = begin; unit < end; ++unit) {
         const int64_t image = unit / pooling.groups(), group = unit % pooling.groups();
@@ -415,7 +423,7 @@ class SmoothedLeakyReluAveragePoolGradOp : public FusedPoolingOp {
         }
       }
     };
-    ShardGroups(context, pooling, work);
+    ShardedFor(context, Units(pooling), CostPerUnit(pooling), work);
   }
 };
 
