@@ -143,6 +143,20 @@ def test_fused_pooling_kernels_equal_the_keras_ops_closed_forms_then_the_pooling
         np.testing.assert_allclose(float(got["penalty"]), 0.5 * summed / shape[0], rtol=2e-5)
 
 
+def test_fused_pooling_kernels_keep_a_half_precision_dtype(restore_setting):
+    # Half-precision inputs are computed in float32 and cast back, as by the keras.ops forms.
+    x = np.random.default_rng(8).normal(size=(2, 6, 6, 3)).astype("float16")
+    outputs = {}
+    for native in (False, True):
+        config.set_native_tensorflow_kernels(native)
+        layer = keras_gsmooth.layers.SmoothActivation("relu", sigma=0.3, regularization=0.1, pool_size=2, dtype="mixed_float16")
+        outputs[native] = (layer(x), float(layer.losses[0]))
+    assert outputs[True][0].dtype == outputs[False][0].dtype == "float16"
+    # The keras.ops path pools float16 values, the kernel float32 ones: float16 rounding apart.
+    np.testing.assert_allclose(outputs[True][0].numpy(), outputs[False][0].numpy(), rtol=2e-3, atol=1e-3)
+    np.testing.assert_allclose(outputs[True][1], outputs[False][1], rtol=1e-5)
+
+
 def test_a_compiled_step_runs_the_fused_kernels(restore_setting):
     import tensorflow as tf
 
