@@ -430,6 +430,12 @@ class SmoothedLeakyReluAveragePoolGradOp : public FusedPoolingOp {
 }  // namespace
 }  // namespace keras_gsmooth
 
+// A gradient kernel's output: the shape of its input x.
+::tensorflow::Status GradientShape(::tensorflow::shape_inference::InferenceContext* context) {
+  context->set_output(0, context->input(0));
+  return absl::OkStatus();
+}
+
 REGISTER_OP("KerasGsmoothSmoothedLeakyRelu")
     .Input("x: float")
     .Input("sigma: float")
@@ -449,11 +455,9 @@ REGISTER_OP("KerasGsmoothSmoothedLeakyReluGrad")
     .Input("upstream_summed_variance: float")
     .Output("gradient: float")
     .Attr("alpha: float")
-    .SetShapeFn([](::tensorflow::shape_inference::InferenceContext* context) {
-      context->set_output(0, context->input(0));
-      return absl::OkStatus();
-    });
+    .SetShapeFn(GradientShape);
 
+// A fused pooling kernel's outputs: the pooled shape ('valid' windows) and a scalar.
 ::tensorflow::Status PooledShape(::tensorflow::shape_inference::InferenceContext* context) {
   ::tensorflow::shape_inference::ShapeHandle x;
   TF_RETURN_IF_ERROR(context->WithRank(context->input(0), 4, &x));
@@ -487,10 +491,7 @@ REGISTER_OP("KerasGsmoothSmoothedLeakyReluAveragePoolGrad")
     .Attr("alpha: float")
     .Attr("pool_height: int >= 1")
     .Attr("pool_width: int >= 1")
-    .SetShapeFn([](::tensorflow::shape_inference::InferenceContext* context) {
-      context->set_output(0, context->input(0));
-      return absl::OkStatus();
-    });
+    .SetShapeFn(GradientShape);
 
 REGISTER_KERNEL_BUILDER(Name("KerasGsmoothSmoothedLeakyRelu").Device(::tensorflow::DEVICE_CPU),
                         keras_gsmooth::SmoothedLeakyReluOp);
