@@ -92,7 +92,12 @@ class SmoothedActivation:
         only where those apply; `SmoothActivation` pools the output of
         `mean_and_summed_variance` otherwise.
         """
-        return None
+        x, sigma, dtype = self._prepare(x, sigma)
+        fused = self._average_pooled_mean_and_summed_variance(x, sigma, tuple(pool_size))
+        if fused is None:
+            return None
+        pooled, summed = fused
+        return ops.cast(pooled, dtype), summed
 
     def __call__(self, x):
         """Applies the unsmoothed activation `h` (σ = 0)."""
@@ -112,6 +117,9 @@ class SmoothedActivation:
     def _mean_and_summed_variance(self, x, sigma):
         mean, variance = self._mean_and_variance(x, sigma)
         return mean, sum_of_elements(variance)
+
+    def _average_pooled_mean_and_summed_variance(self, x, sigma, pool_size):
+        return None  # no fused kernel: the caller pools `mean_and_summed_variance`
 
     def _second_moment(self, x, sigma):
         mean, variance = self._mean_and_variance(x, sigma)

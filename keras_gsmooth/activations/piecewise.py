@@ -353,15 +353,10 @@ class ReLU(SmoothedActivation):
             return native
         return _relu_summed_variance_function(self.negative_slope)(x, sigma)
 
-    def average_pooled_mean_and_summed_variance(self, x, sigma, pool_size: tuple):
-        x, sigma, dtype = self._prepare(x, sigma)
-        fused = native_tensorflow.smoothed_leaky_relu_average_pool(
-            x, sigma, self.negative_slope, tuple(pool_size), self._sigma_derivatives
+    def _average_pooled_mean_and_summed_variance(self, x, sigma, pool_size):
+        return native_tensorflow.smoothed_leaky_relu_average_pool(
+            x, sigma, self.negative_slope, pool_size, self._sigma_derivatives
         )
-        if fused is None:
-            return None
-        pooled, summed = fused
-        return ops.cast(pooled, dtype), summed
 
     def _native(self, x, sigma):
         """The native TensorFlow kernels' `(h_σ, Σ Var_σ)`, or None (`keras_gsmooth.native_tensorflow`)."""

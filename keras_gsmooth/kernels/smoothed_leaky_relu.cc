@@ -410,12 +410,11 @@ class SmoothedLeakyReluAveragePoolGradOp : public FusedPoolingOp {
         const int64_t image = unit / pooling.groups(), group = unit % pooling.groups();
         const float* pooled_row = upstream_data + (image * pooling.pooled_height() + group) * pooling.pooled_row_size();
         for (int64_t row = pooling.first_row(group); row < pooling.end_row(group); ++row) {
-          if (row == pooling.first_row(group) || !pooling.pooled(row)) {
-            if (pooling.pooled(row)) {
-              SpreadRow(pooled_row, upstream_row.data(), pooling);
-            } else {
-              std::fill(upstream_row.begin(), upstream_row.end(), 0.0f);
-            }
+          // The rows of a window share one upstream row; trailing rows get none.
+          if (!pooling.pooled(row)) {
+            std::fill(upstream_row.begin(), upstream_row.end(), 0.0f);
+          } else if (row == pooling.first_row(group)) {
+            SpreadRow(pooled_row, upstream_row.data(), pooling);
           }
           const int64_t offset = (image * pooling.height + row) * pooling.row_size();
           BackwardRange(x_data + offset, upstream_row.data(), gradient_data + offset, 0, pooling.row_size(),

@@ -102,22 +102,25 @@ class SmoothActivation(keras.layers.Layer, PenalizedLayer):
 
     def call(self, inputs):
         sigma = self.current_sigma("float32")
-        if self.pool_size is not None:
-            pool_size = self._pool_size_for(inputs.shape)
+        outputs, summed_variance = self._outputs_and_summed_variance(inputs, sigma)
+        if self.regularization > 0.0:
+            self._add_per_sample_penalty(self.regularization, summed_variance, inputs)
+        return outputs
+
+    def _outputs_and_summed_variance(self, inputs, sigma):
+        """The layer's output (pooled, with `pool_size`) and `Σ Var_σ` (None where λ = 0 leaves it out)."""
+        pool_size = None if self.pool_size is None else self._pool_size_for(inputs.shape)
+        if pool_size is not None:
             fused = self.activation.average_pooled_mean_and_summed_variance(inputs, sigma, pool_size)
             if fused is not None:
-                outputs, summed_variance = fused
-                if self.regularization > 0.0:
-                    self._add_per_sample_penalty(self.regularization, summed_variance, inputs)
-                return outputs
+                return fused
         if self.regularization <= 0.0:
-            outputs = self.activation.mean(inputs, sigma)
+            outputs, summed_variance = self.activation.mean(inputs, sigma), None
         else:
             outputs, summed_variance = self.activation.mean_and_summed_variance(inputs, sigma)
-            self._add_per_sample_penalty(self.regularization, summed_variance, inputs)
-        if self.pool_size is None:
-            return outputs
-        return average_pool(outputs, pool_size, pool_size, "valid", "channels_last")
+        if pool_size is not None:
+            outputs = average_pool(outputs, pool_size, pool_size, "valid", "channels_last")
+        return outputs, summed_variance
 
     def compute_output_shape(self, input_shape):
         if self.pool_size is None:
