@@ -11,6 +11,7 @@ from keras import tree
 
 from keras_gsmooth import layers
 from keras_gsmooth import operations
+from keras_gsmooth import regularizers
 from keras_gsmooth import rules
 from keras_gsmooth.layers import InputPenalty
 from keras_gsmooth.sigma import SmoothedModel
@@ -55,6 +56,9 @@ def smooth_model(
     'valid', channels-last `AveragePooling1D`/`2D` reads becomes one
     `SmoothActivation` with `pool_size` (named `"<activation>_<pooling>"`),
     the same function, computed on TensorFlow's CPU by one native kernel.
+    Where that layer's output reaches a Dense layer alone (directly or
+    through Flatten or Reshape), the Dense layer's input penalty becomes the
+    fused layer's `output_penalty`, which the same kernel computes.
 
     Layers that only ever see raw data (the model's inputs, or tensors
     computed from them without any trainable weight, such as a Flatten or an
@@ -182,6 +186,29 @@ def _graph_of(model):
     return model
 
 
+# Layers whose output holds their input's values, rearranged.
+_RESHAPES = (keras.layers.Flatten, keras.layers.Reshape)
+
+
+class _Readers:
+    """The calls that read each tensor of one graph; an output of the graph counts as one more reader."""
+
+    def __init__(self, calls, outputs):
+        self._calls = collections.defaultdict(list)
+        for call in calls:
+            for tensor in call.inputs:
+                self._calls[id(tensor)].append(call)
+        self._outputs = collections.Counter(id(tensor) for tensor in outputs)
+
+    def count(self, tensor) -> int:
+        return len(self._calls[id(tensor)]) + self._outputs[id(tensor)]
+
+    def only_call(self, tensor):
+        """The one call that reads `tensor`, or None where it has another reader, or none, or is an output."""
+        calls = self._calls[id(tensor)]
+        return calls[0] if len(calls) == 1 and not self._outputs[id(tensor)] else None
+
+
 class _Call:
     """One call of a layer in the graph: its input and output tensors."""
 
@@ -201,6 +228,8 @@ class _GraphConverter:
         self._replacements = {}
         self._unsupported = []
         self._used_names = set()
+        # Nodes of Dense calls whose input penalty a fused activation took over.
+        self._moved_input_penalties = set()
         # How many times the graph being walked runs per model call: a nested
         # model called k times runs its layers k times each.
         self._graph_calls = 1
@@ -274,9 +303,7 @@ class _GraphConverter:
         calls_of = collections.defaultdict(list)
         for call in calls:
             calls_of[id(call.node.operation)].append(call)
-        # How many calls read each tensor, an output of the graph counting as one more.
-        readers = collections.Counter(id(tensor) for call in calls for tensor in call.inputs)
-        readers.update(id(tensor) for tensor in graph.outputs)
+        readers = _Readers(calls, graph.outputs)
         for call in calls:
             self._convert_call(call, calls_of, tensors, raw, output_ids, readers)
         return tree.pack_sequence_as(graph._outputs_struct, [tensors[id(t)] for t in graph.outputs])
@@ -300,8 +327,12 @@ class _GraphConverter:
             outputs_raw = True
         else:
             entry = self._replacement_for(layer, call, all_calls, raw, output_ids)
-            fused = self._activation_fused_with(entry, call, args, kwargs, calls_of, readers)
-            outputs = self._apply(entry, args, kwargs, call_is_raw) if fused is None else fused
+            fused = self._activation_fused_with(entry, call, args, kwargs, calls_of, readers, raw, output_ids)
+            if fused is None:
+                penalized = not call_is_raw and id(call.node) not in self._moved_input_penalties
+                outputs = self._apply(entry, args, kwargs, penalized)
+            else:
+                outputs = fused
             outputs_raw = False
         for original, new in zip(call.outputs, tree.flatten(outputs)):
             tensors[id(original)] = new
@@ -402,7 +433,7 @@ class _GraphConverter:
                 "so that the original model is never changed."
             )
 
-    def _activation_fused_with(self, entry, call, args, kwargs, calls_of, readers):
+    def _activation_fused_with(self, entry, call, args, kwargs, calls_of, readers, raw, output_ids):
         """The output of the smoothed activation before an average pooling, fused with it, or None.
 
         A smoothed relu or leaky relu (native TensorFlow kernels) of a layer
@@ -412,6 +443,8 @@ class _GraphConverter:
         non-overlapping, 'valid', channels last, over 1 or 2 spatial axes
         (where the fused kernel serves). The unfused activation's call is
         left out of the new model, which only holds what its outputs need.
+        The fused layer also takes over the input penalty of the Dense layer
+        its output feeds (`_input_penalty_taken_from_dense_after`).
         """
         _, replacement, penalty_layer = entry
         pooling = getattr(replacement, "layer", None)
@@ -423,7 +456,7 @@ class _GraphConverter:
             or penalty_layer is not None
             or len(args) != 1
             or kwargs
-            or readers[id(call.inputs[0])] != 1
+            or readers.count(call.inputs[0]) != 1
             or len(calls_of[id(call.inputs[0]._keras_history.operation)]) != 1
         ):
             return None
@@ -435,16 +468,45 @@ class _GraphConverter:
         ):
             return None
         config = activation.get_config()
-        config.update(pool_size=tuple(pooling.pool_size), name=self._unique_name(f"{activation.name}_{pooling.name}"))
+        config.update(
+            pool_size=tuple(pooling.pool_size),
+            output_penalty=self._input_penalty_taken_from_dense_after(call, calls_of, readers, raw, output_ids),
+            name=self._unique_name(f"{activation.name}_{pooling.name}"),
+        )
         fused = layers.SmoothActivation.from_config(config)
         return fused(activation._inbound_nodes[node_index].input_tensors[0])
 
+    def _input_penalty_taken_from_dense_after(self, call, calls_of, readers, raw, output_ids):
+        """The input penalty of the Dense layer that alone reads `call`'s output, taken from its call, or None.
+
+        The output may reach the Dense layer through Flatten and Reshape
+        calls, each tensor on the way read by the next call alone; the Dense
+        layer must be called once, and its rule must give it a
+        `DenseInputPenalty`, whose `Σ x²` is the same on the reshaped tensor
+        as on `call`'s output. Its call then goes without the InputPenalty
+        layer.
+        """
+        reader = readers.only_call(call.outputs[0])
+        while reader is not None and type(reader.node.operation) in _RESHAPES:
+            reader = readers.only_call(reader.outputs[0])
+        if reader is None:
+            return None
+        dense = reader.node.operation
+        if type(dense) is not keras.layers.Dense or len(calls_of[id(dense)]) != 1:
+            return None
+        _, _, penalty_layer = self._replacement_for(dense, reader, calls_of[id(dense)], raw, output_ids)
+        if penalty_layer is None or not isinstance(penalty_layer.activity_regularizer, regularizers.DenseInputPenalty):
+            return None
+        self._moved_input_penalties.add(id(reader.node))
+        return penalty_layer.activity_regularizer
+
     @staticmethod
-    def _apply(entry, args, kwargs, call_is_raw):
+    def _apply(entry, args, kwargs, penalized):
+        """Calls a replacement on converted arguments, behind its InputPenalty layer where `penalized`."""
         _, replacement, penalty_layer = entry
         if isinstance(replacement, _NestedModel):
             return replacement(*args, **kwargs)
-        if penalty_layer is not None and not call_is_raw:
+        if penalty_layer is not None and penalized:
             args = (penalty_layer(args[0]),) + tuple(args[1:])
         if "mask" in kwargs and not getattr(replacement.layer, "_call_has_mask_arg", True):
             # A layer whose call takes no mask gets none, as in Keras (an

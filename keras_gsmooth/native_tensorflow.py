@@ -20,7 +20,10 @@ A smoothed relu followed by a non-overlapping average pooling
 (`keras_gsmooth.layers.SmoothActivation` with `pool_size`) runs as one
 kernel per pass, which reads the activation's input and writes the pooled
 mean (forward), or reads the pooled gradient and writes the input's
-(backward): `h_σ` in full is never written or read.
+(backward): `h_σ` in full is never written or read. The forward kernel also
+sums the pooled mean's squares, for a penalty on the layer's output
+(`output_penalty`), and the backward kernel adds that sum's gradient as it
+reads the pooled gradient: the penalty costs no pass of its own.
 """
 
 import functools
@@ -71,8 +74,8 @@ def smoothed_leaky_relu(x, sigma, alpha: float, sigma_derivatives):
         return None
     return _with_closed_form_gradients(
         lambda x, sigma: library.keras_gsmooth_smoothed_leaky_relu(x, sigma, alpha=alpha),
-        lambda x, sigma, upstream_mean, upstream_summed: library.keras_gsmooth_smoothed_leaky_relu_grad(
-            x, sigma, upstream_mean, upstream_summed, alpha=alpha
+        lambda x, sigma, outputs, upstreams: library.keras_gsmooth_smoothed_leaky_relu_grad(
+            x, sigma, *upstreams, alpha=alpha
         ),
         lambda mean_derivative: mean_derivative,
         sigma_derivatives,
@@ -80,7 +83,7 @@ def smoothed_leaky_relu(x, sigma, alpha: float, sigma_derivatives):
 
 
 def smoothed_leaky_relu_average_pool(x, sigma, alpha: float, pool_size: tuple, sigma_derivatives):
-    """`(average_pool(h_σ), Σ Var_σ)` of leaky relu by one native kernel, or None where none applies.
+    """`(average_pool(h_σ), Σ Var_σ, Σ average_pool(h_σ)²)` of leaky relu by one native kernel, or None.
 
     The pooling is Keras's with strides equal to `pool_size`, 'valid'
     padding and channels last; the variance sums over every element of `x`,
@@ -96,7 +99,8 @@ def smoothed_leaky_relu_average_pool(x, sigma, alpha: float, pool_size: tuple, s
         sigma_derivatives: As for `smoothed_leaky_relu`.
 
     Returns:
-        `(pooled_mean, summed_variance)` with closed-form gradients, or None.
+        `(pooled_mean, summed_variance, pooled_sum_of_squares)` with
+        closed-form gradients, or None where no kernel applies.
 
     Raises:
         KernelBuildError: with the setting `True`, when the kernels do not compile.
@@ -118,13 +122,22 @@ def smoothed_leaky_relu_average_pool(x, sigma, alpha: float, pool_size: tuple, s
         return tensor[:, 0] if len(pool_size) == 1 else tensor
 
     def forward(x, sigma):
-        pooled, summed = library.keras_gsmooth_smoothed_leaky_relu_average_pool(as_image(x), sigma, **attributes)
-        return as_input_layout(pooled), summed
+        pooled, summed, squares = library.keras_gsmooth_smoothed_leaky_relu_average_pool(
+            as_image(x), sigma, **attributes
+        )
+        return as_input_layout(pooled), summed, squares
 
-    def backward(x, sigma, upstream_pooled, upstream_summed):
+    def backward(x, sigma, outputs, upstreams):
+        upstream_pooled, upstream_summed, upstream_squares = upstreams
         return as_input_layout(
             library.keras_gsmooth_smoothed_leaky_relu_average_pool_grad(
-                as_image(x), sigma, as_image(upstream_pooled), upstream_summed, **attributes
+                as_image(x),
+                sigma,
+                as_image(outputs[0]),
+                as_image(upstream_pooled),
+                upstream_summed,
+                upstream_squares,
+                **attributes,
             )
         )
 
@@ -149,24 +162,30 @@ def _library_for(x):
 def _with_closed_form_gradients(forward, backward, pooled, sigma_derivatives):
     """`(x, σ) -> forward(x, σ)` with the gradients `backward` (in x) and the `keras.ops` σ-derivatives (in σ).
 
-    `pooled` maps the elementwise `∂h_σ/∂σ` to the layout of the first
-    output (the identity, or the fused kernel's pooling).
+    `forward` returns `(mean, Σ Var_σ)`, or, fused with a pooling,
+    `(pooled mean, Σ Var_σ, Σ pooled mean²)`; `backward(x, σ, outputs,
+    upstreams)` gives the gradient in x from the forward outputs and their
+    upstream gradients. `pooled` maps the elementwise `∂h_σ/∂σ` to the
+    layout of the first output (the identity, or the fused kernel's pooling).
     """
     import tensorflow as tf
 
     @tf.custom_gradient
     def function(x, sigma):
-        mean, summed = forward(x, sigma)
+        outputs = forward(x, sigma)
 
-        def gradient(upstream_mean, upstream_summed):
+        def gradient(*upstreams):
             # An output nothing uses (the variance, after `mean`) gets a zero upstream gradient.
-            gradient_x = backward(x, sigma, upstream_mean, upstream_summed)
+            gradient_x = backward(x, sigma, outputs, upstreams)
+            upstream_mean = upstreams[0]
+            if len(outputs) == 3:  # Σ mean² adds 2·mean per unit of its upstream gradient
+                upstream_mean += 2.0 * upstreams[2] * outputs[0]
             mean_derivative, variance_derivative = sigma_derivatives(x, sigma)
             gradient_sigma = tf.reduce_sum(upstream_mean * pooled(mean_derivative))
-            gradient_sigma += upstream_summed * tf.reduce_sum(variance_derivative)
+            gradient_sigma += upstreams[1] * tf.reduce_sum(variance_derivative)
             return gradient_x, gradient_sigma
 
-        return (mean, summed), gradient
+        return outputs, gradient
 
     return lambda x, sigma: function(tf.convert_to_tensor(x), tf.convert_to_tensor(sigma, tf.float32))
 

@@ -68,8 +68,12 @@ class _Penalty(keras.regularizers.Regularizer):
 
     def __call__(self, x):
         dtype = _accumulation_dtype(x)
-        total = self._weighted_square_sum(ops.cast(x, dtype))
-        return ops.multiply(ops.multiply(self.regularization, self._factor(dtype)), total)
+        return self._scaled(self._weighted_square_sum(ops.cast(x, dtype)))
+
+    def _scaled(self, total):
+        """λ · factor · `total`, in `total`'s dtype."""
+        factor = self._factor(keras.backend.standardize_dtype(total.dtype))
+        return ops.multiply(ops.multiply(self.regularization, factor), total)
 
     def _factor(self, dtype):
         raise NotImplementedError
@@ -351,6 +355,14 @@ class DenseInputPenalty(_SmoothingPenalty):
 
     def _weighted_square_sum(self, x):
         return _sum_of_squares(x)
+
+    def of_sum_of_squares(self, total):
+        """The penalty of a tensor whose `Σ x²` is `total` (a float32 scalar tensor), already summed.
+
+        `SmoothActivation` uses it for its `output_penalty`, whose sum of
+        squares its fused native kernel computes.
+        """
+        return self._scaled(ops.convert_to_tensor(total, "float32"))
 
     def get_config(self) -> dict:
         return {**super().get_config(), "units": self.units}

@@ -54,6 +54,10 @@ class SigmaConsumer:
         """Makes this object read σ from `variable` (a scalar `keras.Variable`)."""
         self._sigma_binding = _SigmaBinding(variable)
 
+    def _owned_sigma_consumers(self) -> tuple:
+        """The consumers this one holds apart from a layer's regularizers (a layer's output penalty)."""
+        return ()
+
     @property
     def is_sigma_bound(self) -> bool:
         return self._sigma_binding is not None
@@ -79,6 +83,7 @@ class SigmaConsumer:
 def _sigma_consumers_of(layer):
     if isinstance(layer, SigmaConsumer):
         yield layer
+        yield from layer._owned_sigma_consumers()
     if isinstance(layer.activity_regularizer, SigmaConsumer):
         yield layer.activity_regularizer
     for weight in layer._trainable_variables + layer._non_trainable_variables:

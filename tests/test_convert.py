@@ -55,14 +55,16 @@ class TestPaperCNN:
     def test_layers_and_penalties_are_those_of_table_5(self):
         smoothed = keras_gsmooth.smooth_model(self.model, sigma=self.sigma, regularization=self.lambdas)
         names = [layer.name for layer in smoothed.layers]
-        assert names == [
-            "image", "conv", "conv_relu_pool", "flatten",
-            "hidden_input_penalty", "hidden", "hidden_relu", "logits_input_penalty", "logits",
-        ]
+        assert names == ["image", "conv", "conv_relu_pool", "flatten", "hidden", "hidden_relu", "logits_input_penalty", "logits"]
         assert smoothed.get_layer("conv").kernel_regularizer is None  # raw data: no penalty
-        # The smoothed relu and the pooling that alone reads it, as one layer (tests/test_fused_pooling.py).
+        # The smoothed relu and the pooling that alone reads it, as one layer, which also carries
+        # the input penalty of the hidden layer after the flatten (tests/test_fused_pooling.py).
         relu_and_pooling = smoothed.get_layer("conv_relu_pool")
         assert isinstance(relu_and_pooling, SmoothActivation) and relu_and_pooling.pool_size == (2, 2)
+        hidden_input_penalty = relu_and_pooling.output_penalty
+        assert isinstance(hidden_input_penalty, keras_gsmooth.regularizers.DenseInputPenalty)
+        assert (hidden_input_penalty.units, hidden_input_penalty.regularization) == (128, self.lambdas["hidden"])
+        assert hidden_input_penalty.is_sigma_bound
 
     def test_penalty_values_match_numpy(self):
         smoothed = keras_gsmooth.smooth_model(self.model, sigma=self.sigma, regularization=self.lambdas)

@@ -104,7 +104,7 @@ FUSED_CASES = [
 
 
 def _pooled_values_and_gradients(layer, x, sigma):
-    """A fused layer's output, penalty, and the gradients of a weighted sum of both in x and σ."""
+    """A fused layer's output, penalties, and the gradients of a weighted sum of them in x and σ."""
     import tensorflow as tf
 
     x, sigma = tf.constant(x), tf.constant(sigma, tf.float32)
@@ -113,16 +113,26 @@ def _pooled_values_and_gradients(layer, x, sigma):
         layer._sigma_constant = sigma  # σ as a differentiated input
         outputs = layer(x)
         weights = tf.reshape(tf.linspace(0.5, 1.5, tf.size(outputs)), tf.shape(outputs))
-        loss = tf.reduce_sum(weights * outputs) + 3.0 * layer.losses[-1]
+        loss = tf.reduce_sum(weights * outputs) + 3.0 * layer.losses[0] + 5.0 * tf.add_n(layer.losses[1:] or [0.0])
     gradient_x, gradient_sigma = tape.gradient(loss, [x, sigma])
-    return {"output": outputs, "penalty": layer.losses[-1], "gradient_x": gradient_x, "gradient_sigma": gradient_sigma}
+    values = {"output": outputs, "penalty": layer.losses[0], "gradient_x": gradient_x, "gradient_sigma": gradient_sigma}
+    if layer.output_penalty is not None:
+        values["output_penalty"] = layer.losses[1]
+    return values
 
 
 @pytest.mark.parametrize("shape, pool_size", FUSED_CASES)
 @pytest.mark.parametrize("alpha", [0.0, 0.2, -0.5])
-def test_fused_pooling_kernels_equal_the_keras_ops_closed_forms_then_the_pooling(shape, pool_size, alpha, restore_setting):
+@pytest.mark.parametrize("with_output_penalty", [False, True])
+def test_fused_pooling_kernels_equal_the_keras_ops_closed_forms_then_the_pooling(
+    shape, pool_size, alpha, with_output_penalty, restore_setting
+):
     x = np.random.default_rng(5).normal(0.0, 0.5, shape).astype("float32")
-    layer = keras_gsmooth.layers.SmoothActivation(activations.ReLU(negative_slope=alpha), regularization=0.5, pool_size=pool_size)
+    # The output penalty's Σ pooled² comes from the forward kernel, its gradient from the backward one.
+    output_penalty = keras_gsmooth.regularizers.DenseInputPenalty(3, 0.2, sigma=0.4) if with_output_penalty else None
+    layer = keras_gsmooth.layers.SmoothActivation(
+        activations.ReLU(negative_slope=alpha), regularization=0.5, pool_size=pool_size, output_penalty=output_penalty
+    )
     for sigma in (1e-3, 0.3, 10.0):
         config.set_native_tensorflow_kernels(False)
         expected = _pooled_values_and_gradients(layer, x, sigma)
@@ -141,6 +151,9 @@ def test_fused_pooling_kernels_equal_the_keras_ops_closed_forms_then_the_pooling
         # A window's mean may cancel (leaky relu): errors scale with the largest mean.
         np.testing.assert_allclose(got["output"].numpy(), pooled, rtol=2e-6, atol=2e-7 * (sigma + np.max(np.abs(mean))))
         np.testing.assert_allclose(float(got["penalty"]), 0.5 * summed / shape[0], rtol=2e-5)
+        if with_output_penalty:
+            expected_penalty = 0.2 * (0.4**2 * 3 / 2) * np.sum(pooled**2) / shape[0]
+            np.testing.assert_allclose(float(got["output_penalty"]), expected_penalty, rtol=2e-5)
 
 
 def test_fused_pooling_kernels_keep_a_half_precision_dtype(restore_setting):
@@ -181,11 +194,15 @@ def test_the_fused_kernels_without_a_window_give_the_variance_of_every_element()
     # SmoothActivation; the operation itself returns an empty pooled output.
     library = native_tensorflow._library()
     x = np.random.default_rng(6).normal(size=(2, 1, 6, 4)).astype("float32")
-    pooled, summed = library.keras_gsmooth_smoothed_leaky_relu_average_pool(x, 0.4, alpha=0.0, pool_height=2, pool_width=2)
-    assert tuple(pooled.shape) == (2, 0, 3, 4)
+    pooled, summed, squares = library.keras_gsmooth_smoothed_leaky_relu_average_pool(
+        x, 0.4, alpha=0.0, pool_height=2, pool_width=2
+    )
+    assert tuple(pooled.shape) == (2, 0, 3, 4) and float(squares) == 0.0
     _, elementwise_summed = library.keras_gsmooth_smoothed_leaky_relu(x, 0.4, alpha=0.0)
     np.testing.assert_allclose(float(summed), float(elementwise_summed), rtol=1e-6)
-    gradient = library.keras_gsmooth_smoothed_leaky_relu_average_pool_grad(x, 0.4, pooled, 1.5, alpha=0.0, pool_height=2, pool_width=2)
+    gradient = library.keras_gsmooth_smoothed_leaky_relu_average_pool_grad(
+        x, 0.4, pooled, pooled, 1.5, 0.7, alpha=0.0, pool_height=2, pool_width=2
+    )
     expected = library.keras_gsmooth_smoothed_leaky_relu_grad(x, 0.4, np.zeros_like(x), 1.5, alpha=0.0)
     np.testing.assert_allclose(gradient.numpy(), expected.numpy(), rtol=1e-6)
 
@@ -196,10 +213,12 @@ def test_the_fused_kernels_refuse_other_shapes():
     library = native_tensorflow._library()
     with pytest.raises((ValueError, tf.errors.InvalidArgumentError), match="rank 4|must be rank 4|\\(batch, height, width, channels\\)"):
         library.keras_gsmooth_smoothed_leaky_relu_average_pool(np.ones((2, 6, 4), "float32"), 0.4, alpha=0.0, pool_height=2, pool_width=2)
-    with pytest.raises((ValueError, tf.errors.InvalidArgumentError), match="differs from the expected shape"):
-        library.keras_gsmooth_smoothed_leaky_relu_average_pool_grad(
-            np.ones((2, 6, 6, 1), "float32"), 0.4, np.ones((2, 2, 3, 1), "float32"), 0.0, alpha=0.0, pool_height=2, pool_width=2
-        )
+    x, pooled, wrong = (np.ones(shape, "float32") for shape in [(2, 6, 6, 1), (2, 3, 3, 1), (2, 2, 3, 1)])
+    for name, arguments in [("upstream gradient", (pooled, wrong)), ("pooled_mean", (wrong, pooled))]:
+        with pytest.raises((ValueError, tf.errors.InvalidArgumentError), match=f"{name} shape .* differs from the expected shape"):
+            library.keras_gsmooth_smoothed_leaky_relu_average_pool_grad(
+                x, 0.4, *arguments, 0.0, 0.0, alpha=0.0, pool_height=2, pool_width=2
+            )
 
 
 def test_paper_cnn_trains_alike_with_native_kernels_and_with_xla(restore_setting):

@@ -49,7 +49,7 @@ class SmoothedActivation:
 
     exact = True
     # Whether `mean`, `mean_and_summed_variance` and
-    # `average_pooled_mean_and_summed_variance` have native TensorFlow
+    # `average_pooled_mean_and_sums` have native TensorFlow
     # kernels (`keras_gsmooth.native_tensorflow`): relu and leaky relu.
     native_tensorflow_kernels = False
 
@@ -83,21 +83,23 @@ class SmoothedActivation:
         mean, summed = self._mean_and_summed_variance(x, sigma)
         return ops.cast(mean, dtype), summed
 
-    def average_pooled_mean_and_summed_variance(self, x, sigma, pool_size: tuple):
-        """Returns `(average_pool(h_σ(x)), Σ Var_σ[h](x))` from one native kernel, or None where none applies.
+    def average_pooled_mean_and_sums(self, x, sigma, pool_size: tuple):
+        """Returns `(pooled, Σ Var_σ[h](x), Σ pooled²)` from one native kernel, or None where none applies.
 
-        The pooling is non-overlapping (strides equal to `pool_size`),
-        'valid' and channels last. Only activations with native TensorFlow
-        kernels (`native_tensorflow_kernels`) return anything but None, and
-        only where those apply; `SmoothActivation` pools the output of
+        `pooled` is `average_pool(h_σ(x))`, non-overlapping (strides equal to
+        `pool_size`), 'valid' and channels last; the variance sums over
+        every element of `x`, and the last sum serves a penalty on the
+        pooled output. Only activations with native TensorFlow kernels
+        (`native_tensorflow_kernels`) return anything but None, and only
+        where those apply; `SmoothActivation` pools the output of
         `mean_and_summed_variance` otherwise.
         """
         x, sigma, dtype = self._prepare(x, sigma)
-        fused = self._average_pooled_mean_and_summed_variance(x, sigma, tuple(pool_size))
+        fused = self._average_pooled_mean_and_sums(x, sigma, tuple(pool_size))
         if fused is None:
             return None
-        pooled, summed = fused
-        return ops.cast(pooled, dtype), summed
+        pooled, summed, squares = fused
+        return ops.cast(pooled, dtype), summed, squares
 
     def __call__(self, x):
         """Applies the unsmoothed activation `h` (σ = 0)."""
@@ -118,7 +120,7 @@ class SmoothedActivation:
         mean, variance = self._mean_and_variance(x, sigma)
         return mean, sum_of_elements(variance)
 
-    def _average_pooled_mean_and_summed_variance(self, x, sigma, pool_size):
+    def _average_pooled_mean_and_sums(self, x, sigma, pool_size):
         return None  # no fused kernel: the caller pools `mean_and_summed_variance`
 
     def _second_moment(self, x, sigma):

@@ -303,7 +303,7 @@ class ReLU(SmoothedActivation):
     PyTorch the forward and backward passes can each run as one compiled
     kernel (`keras_gsmooth.config.set_fused_torch_kernels`); on TensorFlow's
     CPU as one native kernel each, alone or fused with the average pooling
-    that follows (`average_pooled_mean_and_summed_variance`,
+    that follows (`average_pooled_mean_and_sums`,
     `keras_gsmooth.config.set_native_tensorflow_kernels`).
 
     Args:
@@ -353,7 +353,7 @@ class ReLU(SmoothedActivation):
             return native
         return _relu_summed_variance_function(self.negative_slope)(x, sigma)
 
-    def _average_pooled_mean_and_summed_variance(self, x, sigma, pool_size):
+    def _average_pooled_mean_and_sums(self, x, sigma, pool_size):
         return native_tensorflow.smoothed_leaky_relu_average_pool(
             x, sigma, self.negative_slope, pool_size, self._sigma_derivatives
         )

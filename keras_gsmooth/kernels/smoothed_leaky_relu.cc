@@ -1,7 +1,9 @@
 // The smoothed leaky relu of keras_gsmooth.activations.ReLU as TensorFlow CPU
 // kernels: the forward pass (h_σ and Σ Var_σ) and its gradient, alone and
 // fused with the average pooling that follows it (windows that tile the
-// input, channels last), which then never writes or reads h_σ in full.
+// input, channels last), which then never writes or reads h_σ in full. The
+// fused forward pass also gives Σ pooled², for a penalty on the pooled
+// output, which its gradient takes in the same pass.
 //
 // keras_gsmooth/native_tensorflow.py compiles this file at first use and
 // loads it with tf.load_op_library. Every formula is the keras.ops closed form
@@ -12,6 +14,7 @@
 // and leaky relu with slope α is αx + (1−α)·relu.
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -187,25 +190,27 @@ void ShardedFor(OpKernelContext* context, int64_t units, int64_t cost_per_unit,
                       });
 }
 
-// ShardedFor of work(begin, end) -> a partial sum of the variance; the sum
-// of the parts, written to `summed` (never negative: rounding can leave a
-// tiny negative value where the variance is about 0).
-void ShardedVarianceSum(OpKernelContext* context, int64_t units, int64_t cost_per_unit,
-                        const std::function<double(int64_t, int64_t)>& work, Tensor* summed) {
+// ShardedFor of work(begin, end) -> N partial sums of non-negative terms;
+// the totals, each written to its scalar output (never negative: rounding
+// can leave a tiny negative variance where the variance is about 0).
+template <size_t N>
+void ShardedSums(OpKernelContext* context, int64_t units, int64_t cost_per_unit,
+                 const std::function<std::array<double, N>(int64_t, int64_t)>& work,
+                 const std::array<Tensor*, N>& outputs) {
   std::mutex mutex;
-  double total = 0.0;
+  std::array<double, N> totals{};
   ShardedFor(context, units, cost_per_unit, [&](int64_t begin, int64_t end) {
-    const double part = work(begin, end);
+    const std::array<double, N> parts = work(begin, end);
     std::lock_guard<std::mutex> lock(mutex);
-    total += part;
+    for (size_t i = 0; i < N; ++i) totals[i] += parts[i];
   });
-  summed->scalar<float>()() = std::max(static_cast<float>(total), 0.0f);
+  for (size_t i = 0; i < N; ++i) outputs[i]->template scalar<float>()() = std::max(static_cast<float>(totals[i]), 0.0f);
 }
 
-// OK where an upstream gradient has the shape the gradient kernel expects.
-::tensorflow::Status CheckUpstreamShape(const Tensor& upstream, const TensorShape& shape) {
-  if (upstream.shape() == shape) return absl::OkStatus();
-  return ::tensorflow::errors::InvalidArgument("upstream gradient shape ", upstream.shape().DebugString(),
+// OK where a gradient kernel's input `name` has the shape it expects.
+::tensorflow::Status CheckShape(const char* name, const Tensor& input, const TensorShape& shape) {
+  if (input.shape() == shape) return absl::OkStatus();
+  return ::tensorflow::errors::InvalidArgument(name, " shape ", input.shape().DebugString(),
                                                " differs from the expected shape ", shape.DebugString());
 }
 
@@ -225,9 +230,12 @@ class SmoothedLeakyReluOp : public OpKernel {
     const float* x_data = x.flat<float>().data();
     float* mean_data = mean->flat<float>().data();
     const Constants constants = ConstantsOf(sigma, alpha_, 0.0f);
-    ShardedVarianceSum(
+    ShardedSums<1>(
         context, x.NumElements(), kCostPerElement,
-        [&](int64_t begin, int64_t end) { return ForwardRange(x_data, mean_data, begin, end, constants); }, summed);
+        [&](int64_t begin, int64_t end) {
+          return std::array<double, 1>{ForwardRange(x_data, mean_data, begin, end, constants)};
+        },
+        {summed});
   }
 
  private:
@@ -245,7 +253,7 @@ class SmoothedLeakyReluGradOp : public OpKernel {
     const float sigma = context->input(1).scalar<float>()();
     const Tensor& upstream = context->input(2);
     const float upstream_sum = context->input(3).scalar<float>()();
-    OP_REQUIRES_OK(context, CheckUpstreamShape(upstream, x.shape()));
+    OP_REQUIRES_OK(context, CheckShape("upstream gradient", upstream, x.shape()));
     Tensor* gradient = nullptr;
     OP_REQUIRES_OK(context, context->allocate_output(0, x.shape(), &gradient));
     const float* x_data = x.flat<float>().data();
@@ -297,6 +305,25 @@ void PoolRow(const float* __restrict row, float* __restrict pooled_row, const Po
       for (int64_t k = 0; k < channels; ++k) out[k] += scale * in[k];
     }
   }
+}
+
+// Σ v² over one pooled row.
+KERAS_GSMOOTH_CLONES
+double SumOfSquares(const float* __restrict values, int64_t size) {
+  float total = 0.0f;
+#pragma omp simd reduction(+ : total)
+  for (int64_t k = 0; k < size; ++k) total += values[k] * values[k];
+  return total;
+}
+
+// The upstream gradient of a pooled row, `upstream + 2·upstream_squares·pooled`
+// (the second term the gradient of Σ pooled²), written to `total_row`.
+KERAS_GSMOOTH_CLONES
+void PooledRowGradient(const float* __restrict upstream_row, const float* __restrict pooled_row,
+                       float upstream_squares, float* __restrict total_row, int64_t size) {
+  const float twice = 2.0f * upstream_squares;
+#pragma omp simd
+  for (int64_t k = 0; k < size; ++k) total_row[k] = upstream_row[k] + twice * pooled_row[k];
 }
 
 // One row of the pooling's gradient: scale × the pooled row's upstream
@@ -362,27 +389,31 @@ class SmoothedLeakyReluAveragePoolOp : public FusedPoolingOp {
     OP_REQUIRES_OK(context, PoolingOfInput(x, &pooling));
     Tensor* pooled = nullptr;
     Tensor* summed = nullptr;
+    Tensor* squares = nullptr;
     OP_REQUIRES_OK(context, context->allocate_output(0, pooling.pooled_shape(), &pooled));
     OP_REQUIRES_OK(context, context->allocate_output(1, TensorShape({}), &summed));
+    OP_REQUIRES_OK(context, context->allocate_output(2, TensorShape({}), &squares));
     const float* x_data = x.flat<float>().data();
     float* pooled_data = pooled->flat<float>().data();
     const Constants constants = ConstantsOf(sigma, alpha_, 0.0f);
     auto work = [&](int64_t begin, int64_t end) {
       std::vector<float> mean_row(pooling.row_size());
-      double part = 0.0;
+      std::array<double, 2> parts{};  // Σ Var_σ, Σ pooled²
       for (int64_t unit = begin; unit < end; ++unit) {
         const int64_t image = unit / pooling.groups(), group = unit % pooling.groups();
         float* pooled_row = pooled_data + (image * pooling.pooled_height() + group) * pooling.pooled_row_size();
-        if (group < pooling.pooled_height()) std::fill(pooled_row, pooled_row + pooling.pooled_row_size(), 0.0f);
+        const bool has_window = group < pooling.pooled_height();
+        if (has_window) std::fill(pooled_row, pooled_row + pooling.pooled_row_size(), 0.0f);
         for (int64_t row = pooling.first_row(group); row < pooling.end_row(group); ++row) {
           const float* x_row = x_data + (image * pooling.height + row) * pooling.row_size();
-          part += ForwardRange(x_row, mean_row.data(), 0, pooling.row_size(), constants);
+          parts[0] += ForwardRange(x_row, mean_row.data(), 0, pooling.row_size(), constants);
           if (pooling.pooled(row)) PoolRow(mean_row.data(), pooled_row, pooling);
         }
+        if (has_window) parts[1] += SumOfSquares(pooled_row, pooling.pooled_row_size());
       }
-      return part;
+      return parts;
     };
-    ShardedVarianceSum(context, Units(pooling), CostPerUnit(pooling), work, summed);
+    ShardedSums<2>(context, Units(pooling), CostPerUnit(pooling), work, {summed, squares});
   }
 };
 
@@ -393,28 +424,39 @@ class SmoothedLeakyReluAveragePoolGradOp : public FusedPoolingOp {
   void Compute(OpKernelContext* context) override {
     const Tensor& x = context->input(0);
     const float sigma = context->input(1).scalar<float>()();
-    const Tensor& upstream = context->input(2);
-    const float upstream_sum = context->input(3).scalar<float>()();
+    const Tensor& pooled = context->input(2);
+    const Tensor& upstream = context->input(3);
+    const float upstream_sum = context->input(4).scalar<float>()();
+    const float upstream_squares = context->input(5).scalar<float>()();
     Pooling pooling;
     OP_REQUIRES_OK(context, PoolingOfInput(x, &pooling));
-    OP_REQUIRES_OK(context, CheckUpstreamShape(upstream, pooling.pooled_shape()));
+    OP_REQUIRES_OK(context, CheckShape("upstream gradient", upstream, pooling.pooled_shape()));
+    OP_REQUIRES_OK(context, CheckShape("pooled_mean", pooled, pooling.pooled_shape()));
     Tensor* gradient = nullptr;
     OP_REQUIRES_OK(context, context->allocate_output(0, x.shape(), &gradient));
     const float* x_data = x.flat<float>().data();
+    const float* pooled_data = pooled.flat<float>().data();
     const float* upstream_data = upstream.flat<float>().data();
     float* gradient_data = gradient->flat<float>().data();
     const Constants constants = ConstantsOf(sigma, alpha_, upstream_sum);
     auto work = [&](int64_t begin, int64_t end) {
       std::vector<float> upstream_row(pooling.row_size());
+      std::vector<float> total_row(upstream_squares == 0.0f ? 0 : pooling.pooled_row_size());
       for (int64_t unit = begin; unit < end; ++unit) {
         const int64_t image = unit / pooling.groups(), group = unit % pooling.groups();
-        const float* pooled_row = upstream_data + (image * pooling.pooled_height() + group) * pooling.pooled_row_size();
+        const int64_t pooled_offset = (image * pooling.pooled_height() + group) * pooling.pooled_row_size();
         for (int64_t row = pooling.first_row(group); row < pooling.end_row(group); ++row) {
           // The rows of a window share one upstream row; trailing rows get none.
           if (!pooling.pooled(row)) {
             std::fill(upstream_row.begin(), upstream_row.end(), 0.0f);
           } else if (row == pooling.first_row(group)) {
-            SpreadRow(pooled_row, upstream_row.data(), pooling);
+            const float* pooled_upstream = upstream_data + pooled_offset;
+            if (!total_row.empty()) {
+              PooledRowGradient(pooled_upstream, pooled_data + pooled_offset, upstream_squares, total_row.data(),
+                                pooling.pooled_row_size());
+              pooled_upstream = total_row.data();
+            }
+            SpreadRow(pooled_upstream, upstream_row.data(), pooling);
           }
           const int64_t offset = (image * pooling.height + row) * pooling.row_size();
           BackwardRange(x_data + offset, upstream_row.data(), gradient_data + offset, 0, pooling.row_size(),
@@ -456,7 +498,7 @@ REGISTER_OP("KerasGsmoothSmoothedLeakyReluGrad")
     .Attr("alpha: float")
     .SetShapeFn(GradientShape);
 
-// A fused pooling kernel's outputs: the pooled shape ('valid' windows) and a scalar.
+// A fused pooling kernel's outputs: the pooled shape ('valid' windows) and two scalars.
 ::tensorflow::Status PooledShape(::tensorflow::shape_inference::InferenceContext* context) {
   ::tensorflow::shape_inference::ShapeHandle x;
   TF_RETURN_IF_ERROR(context->WithRank(context->input(0), 4, &x));
@@ -468,6 +510,7 @@ REGISTER_OP("KerasGsmoothSmoothedLeakyReluGrad")
   TF_RETURN_IF_ERROR(context->Divide(context->Dim(x, 2), pool_width, false, &width));
   context->set_output(0, context->MakeShape({context->Dim(x, 0), height, width, context->Dim(x, 3)}));
   context->set_output(1, context->Scalar());
+  context->set_output(2, context->Scalar());
   return absl::OkStatus();
 }
 
@@ -476,6 +519,7 @@ REGISTER_OP("KerasGsmoothSmoothedLeakyReluAveragePool")
     .Input("sigma: float")
     .Output("pooled_mean: float")
     .Output("summed_variance: float")
+    .Output("pooled_sum_of_squares: float")
     .Attr("alpha: float")
     .Attr("pool_height: int >= 1")
     .Attr("pool_width: int >= 1")
@@ -484,8 +528,10 @@ REGISTER_OP("KerasGsmoothSmoothedLeakyReluAveragePool")
 REGISTER_OP("KerasGsmoothSmoothedLeakyReluAveragePoolGrad")
     .Input("x: float")
     .Input("sigma: float")
+    .Input("pooled_mean: float")
     .Input("upstream_pooled_mean: float")
     .Input("upstream_summed_variance: float")
+    .Input("upstream_pooled_sum_of_squares: float")
     .Output("gradient: float")
     .Attr("alpha: float")
     .Attr("pool_height: int >= 1")

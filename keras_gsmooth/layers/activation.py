@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_gsmooth import activations
+from keras_gsmooth import regularizers
 from keras_gsmooth.layers.penalized import PenalizedLayer
 from keras_gsmooth.layers.pooling import average_pool
 
@@ -30,6 +31,14 @@ class SmoothActivation(keras.layers.Layer, PenalizedLayer):
     TensorFlow's CPU one native kernel per pass then computes both
     (`keras_gsmooth.native_tensorflow`) and `h_σ` in full is never stored.
 
+    With `output_penalty`, a `DenseInputPenalty`, the layer also adds that
+    penalty of its output per sample, averaged over the batch, as an
+    `InputPenalty` layer after it would. The fused kernel sums the output's
+    squares as it pools, and adds their gradient as it reads the pooled
+    gradient, so the penalty costs no pass of its own. `smooth_model` moves
+    a Dense layer's input penalty here when the fused layer's output reaches
+    that Dense layer alone, directly or through `Flatten` or `Reshape`.
+
     σ is the constant `sigma` given here until a `keras_gsmooth.SmoothedModel`
     binds the layer to the model's shared σ variable.
 
@@ -42,12 +51,15 @@ class SmoothActivation(keras.layers.Layer, PenalizedLayer):
         pool_size: None (no pooling), or the pooling window along each of
             the input's 1 to 3 spatial axes, positive ints (one int is the
             same window along every spatial axis of the input).
+        output_penalty: None, or a `keras_gsmooth.regularizers.DenseInputPenalty`
+            (or its config) of the layer's output.
         **kwargs: Base `keras.layers.Layer` arguments (`name`, `dtype`, …).
 
     Raises:
         ValueError: for a negative, NaN or infinite `sigma` or
             `regularization`, a `pool_size` that is not 1 to 3 positive
-            ints, or an activation `get` rejects.
+            ints, an `output_penalty` that is not a `DenseInputPenalty`, or
+            an activation `get` rejects.
 
     Example:
 
@@ -60,12 +72,19 @@ class SmoothActivation(keras.layers.Layer, PenalizedLayer):
     """
 
     def __init__(
-        self, activation, sigma: float = 0.0, regularization: float = 0.0, pool_size=None, **kwargs
+        self,
+        activation,
+        sigma: float = 0.0,
+        regularization: float = 0.0,
+        pool_size=None,
+        output_penalty=None,
+        **kwargs,
     ):
         super().__init__(**kwargs)
         self.regularization = self._init_penalty(sigma, regularization)
         self.activation = activations.get(activation)
         self.pool_size = None if pool_size is None else self._checked_pool_size(pool_size)
+        self.output_penalty = None if output_penalty is None else self._checked_output_penalty(output_penalty)
         # A pooled output no longer matches the input's mask, as after Keras's pooling.
         self.supports_masking = pool_size is None
         self.built = True
@@ -82,6 +101,20 @@ class SmoothActivation(keras.layers.Layer, PenalizedLayer):
                 f"of 1 to 3 positive ints (one per spatial axis). Received: pool_size={pool_size!r}"
             )
         return tuple(sizes)
+
+    def _checked_output_penalty(self, output_penalty):
+        penalty = keras.regularizers.get(output_penalty)
+        if not isinstance(penalty, regularizers.DenseInputPenalty):
+            raise ValueError(
+                f"SmoothActivation {self.name!r}: `output_penalty` must be a "
+                "keras_gsmooth.regularizers.DenseInputPenalty or its config. Received: "
+                f"output_penalty={output_penalty!r}. Give any other penalty of the output as the "
+                "layer's `activity_regularizer`."
+            )
+        return penalty
+
+    def _owned_sigma_consumers(self) -> tuple:
+        return () if self.output_penalty is None else (self.output_penalty,)
 
     def _pool_size_for(self, shape) -> tuple:
         """The window along each spatial axis of an input of `shape`, checked against it."""
@@ -102,16 +135,26 @@ class SmoothActivation(keras.layers.Layer, PenalizedLayer):
 
     def call(self, inputs):
         sigma = self.current_sigma("float32")
-        outputs, summed_variance = self._outputs_and_summed_variance(inputs, sigma)
+        outputs, summed_variance, output_squares = self._outputs_and_sums(inputs, sigma)
         if self.regularization > 0.0:
             self._add_per_sample_penalty(self.regularization, summed_variance, inputs)
+        if self.output_penalty is not None:
+            if output_squares is None:
+                penalty = self.output_penalty(outputs)
+            else:
+                penalty = self.output_penalty.of_sum_of_squares(output_squares)
+            self._add_per_sample_penalty(1.0, penalty, inputs)
         return outputs
 
-    def _outputs_and_summed_variance(self, inputs, sigma):
-        """The layer's output (pooled, with `pool_size`) and `Σ Var_σ` (None where λ = 0 leaves it out)."""
+    def _outputs_and_sums(self, inputs, sigma):
+        """The layer's output (pooled, with `pool_size`), `Σ Var_σ` and `Σ output²`.
+
+        The sums are None where they are not computed: the variance where
+        λ = 0 leaves it out, and the squares except by the fused kernel.
+        """
         pool_size = None if self.pool_size is None else self._pool_size_for(inputs.shape)
         if pool_size is not None:
-            fused = self.activation.average_pooled_mean_and_summed_variance(inputs, sigma, pool_size)
+            fused = self.activation.average_pooled_mean_and_sums(inputs, sigma, pool_size)
             if fused is not None:
                 return fused
         if self.regularization <= 0.0:
@@ -120,7 +163,7 @@ class SmoothActivation(keras.layers.Layer, PenalizedLayer):
             outputs, summed_variance = self.activation.mean_and_summed_variance(inputs, sigma)
         if pool_size is not None:
             outputs = average_pool(outputs, pool_size, pool_size, "valid", "channels_last")
-        return outputs, summed_variance
+        return outputs, summed_variance, None
 
     def compute_output_shape(self, input_shape):
         if self.pool_size is None:
@@ -141,6 +184,9 @@ class SmoothActivation(keras.layers.Layer, PenalizedLayer):
                 "sigma": self._sigma_constant,
                 "regularization": self.regularization,
                 "pool_size": self.pool_size,
+                "output_penalty": (
+                    None if self.output_penalty is None else keras.regularizers.serialize(self.output_penalty)
+                ),
             }
         )
         return config
