@@ -41,9 +41,14 @@ def _values_and_gradients(call, losses, x, sigma, weights):
         penalty = losses()
         return ops.sum(weights * outputs) + 3.0 * penalty, (outputs, penalty)
 
-    (_, (outputs, penalty)), gradients = backend.value_and_grad(
-        loss, [ops.convert_to_tensor(x), ops.convert_to_tensor(sigma, "float32")], has_aux=True
-    )
+    def evaluate(x, sigma):
+        return backend.value_and_grad(loss, [x, sigma], has_aux=True)
+
+    if keras.backend.backend() == "jax":
+        import jax
+
+        evaluate = jax.jit(evaluate)  # one compilation per case, not one per operation
+    (_, (outputs, penalty)), gradients = evaluate(ops.convert_to_tensor(x), ops.convert_to_tensor(sigma, "float32"))
     return [ops.convert_to_numpy(value) for value in (outputs, penalty, *gradients)]
 
 
