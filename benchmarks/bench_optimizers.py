@@ -116,7 +116,16 @@ def _paired_rounds(timers: dict, rounds: int, seed: int) -> tuple:
     return median(seconds), median(ratios)
 
 
-def benchmark(batch_size: int, steps: int, repeats: int, seed: int = 0) -> dict:
+def build_runs(batch_size: int, steps: int, seed: int = 0) -> dict:
+    """Every configuration compiled and warmed up on `steps` batches of data: name -> run.
+
+    `benchmark` and `paired_step_ratios` time the same runs, so each
+    configuration compiles once.
+    """
+    return {name: _Run(name, batch_size, steps, seed) for name in CONFIGS}
+
+
+def benchmark(runs: dict, steps: int, repeats: int, seed: int = 0) -> dict:
     """Steps per second of every configuration, and its time per step against its baseline.
 
     Each round times one `fit` of every configuration, in a fresh random
@@ -125,15 +134,20 @@ def benchmark(batch_size: int, steps: int, repeats: int, seed: int = 0) -> dict:
     round; the ratio reported is the median of these paired ratios, which
     cancels the slow drifts of a shared machine that a ratio of medians keeps.
 
+    Args:
+        runs: From `build_runs`, with `steps` batches of data each.
+        steps: The train steps of one `fit`.
+        repeats: Timed fits of each configuration.
+        seed: Seeds the order of the configurations in each round.
+
     Returns:
         name -> `(steps per second, time per step ÷ baseline's)`, medians over rounds.
     """
-    runs = {name: _Run(name, batch_size, steps) for name in CONFIGS}
     seconds, ratios = _paired_rounds({name: run.fit for name, run in runs.items()}, repeats, seed)
     return {name: (steps / seconds[name], ratios[name]) for name in CONFIGS}
 
 
-def paired_step_ratios(batch_size: int, rounds: int, seed: int = 0) -> dict:
+def paired_step_ratios(runs: dict, rounds: int, seed: int = 0) -> dict:
     """Time per step ÷ the fixed-σ baseline's, paired step by step.
 
     A finer measurement than whole fits: each round runs one `train_on_batch`
@@ -141,13 +155,17 @@ def paired_step_ratios(batch_size: int, rounds: int, seed: int = 0) -> dict:
     by the baseline's time in the same round. Neighbouring steps share the
     machine's state, so the median of these ratios resolves differences of a
     few per cent that the spread between whole fits hides. GSmoothSVRG's
-    snapshot is taken once, by the warm-up `fit`; its steps are the inner
-    steps (two gradients each).
+    steps are inner steps (two gradients each), on the snapshot that its
+    last `fit` took.
+
+    Args:
+        runs: From `build_runs`.
+        rounds: Timed steps of each configuration.
+        seed: Seeds the order of the configurations in each round.
 
     Returns:
         name -> median paired ratio.
     """
-    runs = {name: _Run(name, batch_size, steps=1, seed=seed) for name in CONFIGS}
     for run in runs.values():
         run.step()
     return _paired_rounds({name: run.step for name, run in runs.items()}, rounds, seed)[1]
@@ -164,8 +182,9 @@ def main():
     print(f"{'batch':>5}  {'optimizer':<13} {'steps/s':>9}  {'fits: time/step ÷ fixed σ':>26}  {'steps: paired ratio':>20}")
     for batch_size in args.batch_sizes:
         steps = args.steps * 10 if batch_size == 1 else args.steps
-        results = benchmark(batch_size, steps, args.repeats)
-        paired = paired_step_ratios(batch_size, args.step_rounds * 10 if batch_size == 1 else args.step_rounds)
+        runs = build_runs(batch_size, steps)
+        results = benchmark(runs, steps, args.repeats)
+        paired = paired_step_ratios(runs, args.step_rounds * 10 if batch_size == 1 else args.step_rounds)
         for name, (rate, ratio) in results.items():
             print(f"{batch_size:>5}  {name:<13} {rate:>9.1f}  {ratio:>25.2f}x  {paired[name]:>19.3f}x")
 

@@ -228,7 +228,7 @@ class _GraphConverter:
         self._replacements = {}
         self._unsupported = []
         self._used_names = set()
-        # Nodes of Dense calls whose input penalty a fused activation took over.
+        # Nodes of Dense calls whose input penalty a smoothed activation took over.
         self._moved_input_penalties = set()
         # How many times the graph being walked runs per model call: a nested
         # model called k times runs its layers k times each.
@@ -329,6 +329,7 @@ class _GraphConverter:
             entry = self._replacement_for(layer, call, all_calls, raw, output_ids)
             fused = self._activation_fused_with(entry, call, args, kwargs, calls_of, readers, raw, output_ids)
             if fused is None:
+                self._give_activation_the_next_input_penalty(entry, all_calls, call, calls_of, readers, raw, output_ids)
                 penalized = not call_is_raw and id(call.node) not in self._moved_input_penalties
                 outputs = self._apply(entry, args, kwargs, penalized)
             else:
@@ -475,6 +476,30 @@ class _GraphConverter:
         )
         fused = layers.SmoothActivation.from_config(config)
         return fused(activation._inbound_nodes[node_index].input_tensors[0])
+
+    def _give_activation_the_next_input_penalty(self, entry, all_calls, call, calls_of, readers, raw, output_ids):
+        """Moves the input penalty of the Dense layer after a smoothed activation into the activation.
+
+        The activation (a `SmoothActivation` layer, or one split off a
+        layer) of a layer called once takes the penalty as its
+        `output_penalty` where `_input_penalty_taken_from_dense_after`
+        allows. The value is the same; the smoothed model has one layer call
+        less, which on eager PyTorch costs about as much as the penalty's
+        arithmetic at batch 1 (a Keras layer call and Keras's activity
+        regularizer path, with its batch-size conversion).
+        """
+        _, replacement, _ = entry
+        activation = getattr(replacement, "activation", None)
+        if activation is None:
+            activation = getattr(replacement, "layer", None)
+        if (
+            not isinstance(activation, layers.SmoothActivation)
+            or activation.pool_size is not None
+            or activation.output_penalty is not None
+            or len(all_calls) != 1
+        ):
+            return
+        activation.output_penalty = self._input_penalty_taken_from_dense_after(call, calls_of, readers, raw, output_ids)
 
     def _input_penalty_taken_from_dense_after(self, call, calls_of, readers, raw, output_ids):
         """The input penalty of the Dense layer that alone reads `call`'s output, taken from its call, or None.

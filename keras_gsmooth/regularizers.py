@@ -35,6 +35,7 @@ import numpy as np
 from keras import ops
 
 from keras_gsmooth import backend
+from keras_gsmooth import eager_ops
 from keras_gsmooth.sigma import SigmaConsumer
 from keras_gsmooth.validation import check_regularization
 
@@ -51,7 +52,8 @@ def _sum_of_squares(x, axis=None):
 
 def _accumulation_dtype(x) -> str:
     # float16/bfloat16 sums of squares overflow or lose precision: add up in float32.
-    return keras.backend.result_type(keras.backend.standardize_dtype(x.dtype), "float32")
+    dtype = keras.backend.standardize_dtype(x.dtype)
+    return dtype if dtype in ("float32", "float64") else keras.backend.result_type(dtype, "float32")
 
 
 class _Penalty(keras.regularizers.Regularizer):
@@ -67,13 +69,20 @@ class _Penalty(keras.regularizers.Regularizer):
         )
 
     def __call__(self, x):
-        dtype = _accumulation_dtype(x)
-        return self._scaled(self._weighted_square_sum(ops.cast(x, dtype)))
+        if isinstance(x, keras.Variable):  # a kernel regularizer is called on the weight itself
+            x = x.value
+        x = eager_ops.cast(x, _accumulation_dtype(x))
+        return self._scaled(self._weighted_square_sum(x))
 
     def _scaled(self, total):
-        """λ · factor · `total`, in `total`'s dtype."""
+        """λ · factor · `total`, in `total`'s dtype.
+
+        Products of tensors with Python floats: on eager PyTorch each
+        `keras.ops` call on a Python scalar first converts it to a tensor,
+        which costs more than the product of two scalars.
+        """
         factor = self._factor(keras.backend.standardize_dtype(total.dtype))
-        return ops.multiply(ops.multiply(self.regularization, factor), total)
+        return (self.regularization * factor) * total
 
     def _factor(self, dtype):
         raise NotImplementedError
@@ -96,7 +105,7 @@ class _SmoothingPenalty(_Penalty, SigmaConsumer):
 
     def _factor(self, dtype):
         sigma = self.current_sigma(dtype)
-        return ops.multiply(ops.square(sigma), 0.5 * self.multiplicity)
+        return eager_ops.square(sigma) * (0.5 * self.multiplicity)
 
     def get_config(self) -> dict:
         return {**super().get_config(), "sigma": self._sigma_constant}

@@ -20,6 +20,7 @@ import keras
 from keras import ops
 
 from keras_gsmooth import backend
+from keras_gsmooth import eager_ops
 from keras_gsmooth import schedules
 from keras_gsmooth.validation import check_sigma
 
@@ -66,7 +67,8 @@ class SigmaConsumer:
         """σ as a scalar tensor of `dtype`: the bound variable's value, or the constant."""
         if self._sigma_binding is None:
             return ops.convert_to_tensor(self._sigma_constant, dtype=dtype)
-        return ops.cast(self._sigma_binding.variable.value, dtype)
+        variable = self._sigma_binding.variable
+        return variable.value if variable.dtype == dtype else ops.cast(variable.value, dtype)
 
     @property
     def fast_without_xla(self) -> bool:
@@ -203,7 +205,7 @@ class SmoothedModel(keras.Model):
 
     def _advance_sigma(self):
         step = self.sigma_step.value
-        self.sigma.assign(ops.cast(self._sigma_schedule(step), "float32"))
+        self.sigma.assign(eager_ops.cast(self._sigma_schedule(step), "float32"))
         self.sigma_step.assign(step + 1)
 
     def compile(self, optimizer="rmsprop", *args, **kwargs):

@@ -164,11 +164,12 @@ def test_optimizer_benchmark_trains_every_configuration(monkeypatch):
     """`bench_optimizers.py` fits every optimizer (schedules and SVRG's snapshot included) and reports a rate for each."""
     monkeypatch.syspath_prepend(str(BENCHMARKS))
     bench = importlib.import_module("bench_optimizers")
-    results = bench.benchmark(batch_size=2, steps=2, repeats=1)
+    runs = bench.build_runs(batch_size=2, steps=2)
+    results = bench.benchmark(runs, steps=2, repeats=1)
     assert set(results) == set(bench.CONFIGS) == set(bench.BASELINE)
     assert all(math.isfinite(rate) and rate > 0 and math.isfinite(ratio) and ratio > 0 for rate, ratio in results.values())
     assert results["sgd"][1] == results["adam"][1] == 1.0
-    paired = bench.paired_step_ratios(batch_size=2, rounds=2)
+    paired = bench.paired_step_ratios(runs, rounds=2)
     assert set(paired) == set(bench.CONFIGS)
     assert paired["sgd"] == paired["adam"] == 1.0 and all(ratio > 0 for ratio in paired.values())
 

@@ -55,16 +55,18 @@ class TestPaperCNN:
     def test_layers_and_penalties_are_those_of_table_5(self):
         smoothed = keras_gsmooth.smooth_model(self.model, sigma=self.sigma, regularization=self.lambdas)
         names = [layer.name for layer in smoothed.layers]
-        assert names == ["image", "conv", "conv_relu_pool", "flatten", "hidden", "hidden_relu", "logits_input_penalty", "logits"]
+        assert names == ["image", "conv", "conv_relu_pool", "flatten", "hidden", "hidden_relu", "logits"]
         assert smoothed.get_layer("conv").kernel_regularizer is None  # raw data: no penalty
         # The smoothed relu and the pooling that alone reads it, as one layer, which also carries
-        # the input penalty of the hidden layer after the flatten (tests/test_fused_pooling.py).
+        # the input penalty of the hidden layer after the flatten (tests/test_fused_pooling.py);
+        # the second smoothed relu carries the input penalty of the logits layer.
         relu_and_pooling = smoothed.get_layer("conv_relu_pool")
         assert isinstance(relu_and_pooling, SmoothActivation) and relu_and_pooling.pool_size == (2, 2)
-        hidden_input_penalty = relu_and_pooling.output_penalty
-        assert isinstance(hidden_input_penalty, keras_gsmooth.regularizers.DenseInputPenalty)
-        assert (hidden_input_penalty.units, hidden_input_penalty.regularization) == (128, self.lambdas["hidden"])
-        assert hidden_input_penalty.is_sigma_bound
+        for carrier, dense, units in ((relu_and_pooling, "hidden", 128), (smoothed.get_layer("hidden_relu"), "logits", 10)):
+            input_penalty = carrier.output_penalty
+            assert isinstance(input_penalty, keras_gsmooth.regularizers.DenseInputPenalty)
+            assert (input_penalty.units, input_penalty.regularization) == (units, self.lambdas[dense])
+            assert input_penalty.is_sigma_bound
 
     def test_penalty_values_match_numpy(self):
         smoothed = keras_gsmooth.smooth_model(self.model, sigma=self.sigma, regularization=self.lambdas)
@@ -548,7 +550,9 @@ def test_layers_without_trainable_weights_on_raw_data_are_preprocessing():
     assert not smoothed.get_layer("frozen").trainable
     assert keras.activations.serialize(smoothed.get_layer("frozen").activation) == "relu"
     names = [layer.name for layer in smoothed.layers]
-    assert "hidden_input_penalty" not in names and "head_input_penalty" in names
+    # The head's input penalty moved into the smoothed relu split off `hidden` (test_activation_takes_...).
+    assert "hidden_input_penalty" not in names and "head_input_penalty" not in names
+    assert smoothed.get_layer("hidden_activation").output_penalty.units == 2
     feature_model = keras.Model(smoothed.inputs, smoothed.get_layer("frozen").output)
     original_features = keras.Model(model.inputs, features)
     np.testing.assert_allclose(outputs_of(feature_model, data)[0], outputs_of(original_features, data)[0], rtol=1e-6)
@@ -571,7 +575,78 @@ def test_keras_ops_on_raw_data_are_preprocessing():
     np.testing.assert_allclose(outputs_of(smoothed, data)[0], outputs_of(model, data)[0], rtol=1e-6)
     assert {id(op): len(op._inbound_nodes) for op in operations} == nodes_before
     names = [layer.name for layer in smoothed.layers]
-    assert "hidden_input_penalty" not in names and "head_input_penalty" in names
+    # The head's input penalty moved into the smoothed relu split off `hidden` (test_activation_takes_...).
+    assert "hidden_input_penalty" not in names and "head_input_penalty" not in names
+    assert smoothed.get_layer("hidden_activation").output_penalty.units == 2
+
+
+def _feature_layers(inputs):
+    return keras.layers.Dense(4, name="features")(inputs)
+
+
+# Graphs from a (batch, 3, 2) input: the activation is the layer called "act"
+# (or the one split off "features"), the Dense layer whose input penalty may
+# move is "dense".
+PENALTY_MOVES = {
+    "an Activation layer, then the Dense layer": lambda h: keras.layers.Dense(3, name="dense")(
+        keras.layers.Activation("tanh", name="act")(_feature_layers(h))
+    ),
+    "an activation split off a Dense layer": lambda h: keras.layers.Dense(3, name="dense")(
+        keras.layers.Dense(4, activation="relu", name="features")(h)
+    ),
+    "through Flatten": lambda h: keras.layers.Dense(3, name="dense")(
+        keras.layers.Flatten()(keras.layers.ReLU(name="act")(_feature_layers(h)))
+    ),
+}
+
+PENALTY_STAYS = {
+    "the activation's output read twice": lambda h: (
+        lambda a: [keras.layers.Dense(3, name="dense")(a), keras.layers.Dense(2, name="other")(a)]
+    )(keras.layers.Activation("relu", name="act")(_feature_layers(h))),
+    "a shared activation layer": lambda h: (
+        lambda act, f: [keras.layers.Dense(3, name="dense")(act(f)), act(f * 2.0)]
+    )(keras.layers.Activation("relu", name="act"), _feature_layers(h)),
+    "a Conv1D after": lambda h: keras.layers.Conv1D(3, 2, name="dense")(
+        keras.layers.Activation("relu", name="act")(_feature_layers(h))
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PENALTY_MOVES) + sorted(PENALTY_STAYS))
+def test_activation_takes_the_input_penalty_of_the_dense_layer_after(case, tmp_path):
+    """A smoothed activation carries the input penalty of the Dense layer its output alone feeds.
+
+    The same value, with one layer call less. Where anything else reads the
+    activation's output, the penalty stays in its own layer; either way the
+    outputs and the total penalty equal those of a model whose penalty stays.
+    """
+    inputs = keras.Input((3, 2))
+    outputs = (PENALTY_MOVES.get(case) or PENALTY_STAYS[case])(inputs)
+    model = keras.Model(inputs, outputs)
+    smoothed = keras_gsmooth.smooth_model(model, sigma=0.4, regularization=0.3)
+    names = [layer.name for layer in smoothed.layers]
+    if case in PENALTY_MOVES:
+        assert "dense_input_penalty" not in names
+        carrier = smoothed.get_layer("act" if "act" in names else "features_activation")
+        assert carrier.output_penalty.get_config() == keras_gsmooth.regularizers.DenseInputPenalty(3, 0.3).get_config()
+        assert carrier.output_penalty.is_sigma_bound
+    else:
+        assert "dense_input_penalty" in names
+        assert all(getattr(layer, "output_penalty", None) is None for layer in smoothed.layers)
+    # The activation's output also an output of the model: its readers' penalties stay apart.
+    activation_output = (model.get_layer("act") if "act" in [layer.name for layer in model.layers] else model.get_layer("features")).output
+    apart = keras_gsmooth.smooth_model(
+        keras.Model(inputs, [*keras.tree.flatten(outputs), activation_output]), sigma=0.4, regularization=0.3
+    )
+    assert "dense_input_penalty" in [layer.name for layer in apart.layers]
+    x = np.random.default_rng(5).normal(size=(4, 3, 2)).astype("float32")
+    for got, expected in zip(outputs_of(smoothed, x), outputs_of(apart, x)):
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(total_penalty(smoothed, x), total_penalty(apart, x), rtol=1e-5)
+    path = os.path.join(tmp_path, "moved.keras")
+    smoothed.save(path)
+    loaded = keras.saving.load_model(path, safe_mode=True)
+    np.testing.assert_allclose(total_penalty(loaded, x), total_penalty(smoothed, x), rtol=1e-6)
 
 
 def _residual_block(written_with_ops):

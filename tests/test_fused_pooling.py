@@ -160,7 +160,7 @@ def test_the_paper_cnn_relu_and_pooling_become_one_layer_computing_the_same():
     smooth, pooling = _pooled_separately("relu", 0.3, 1e-2, (2, 2))
     hidden_input_penalty = InputPenalty(activity_regularizer=regularizers.DenseInputPenalty(128, 1e-2, sigma=0.3))
     hidden = hidden_input_penalty(smoothed.get_layer("flatten")(pooling(smooth(smoothed.get_layer("conv")(x)))))
-    for name in ("hidden", "hidden_relu", "logits_input_penalty", "logits"):
+    for name in ("hidden", "hidden_relu", "logits"):
         hidden = smoothed.get_layer(name)(hidden)
     np.testing.assert_allclose(ops.convert_to_numpy(smoothed(x)), ops.convert_to_numpy(hidden), rtol=1e-5, atol=1e-6)
     expected = [float(smooth.losses[0]), float(hidden_input_penalty.losses[0])]

@@ -9,6 +9,7 @@ import math
 import keras
 from keras import ops
 
+from keras_gsmooth import eager_ops
 from keras_gsmooth.backend import native_erfc
 from keras_gsmooth.validation import check_sigma
 
@@ -56,7 +57,7 @@ class SmoothedActivation:
     def mean(self, x, sigma):
         """Returns the smoothed activation `h_σ(x)`, elementwise."""
         x, sigma, dtype = self._prepare(x, sigma)
-        return ops.cast(self._mean(x, sigma), dtype)
+        return eager_ops.cast(self._mean(x, sigma), dtype)
 
     def second_moment(self, x, sigma):
         """Returns the smoothed square `(h²)_σ(x)`, elementwise."""
@@ -81,7 +82,7 @@ class SmoothedActivation:
         """
         x, sigma, dtype = self._prepare(x, sigma)
         mean, summed = self._mean_and_summed_variance(x, sigma)
-        return ops.cast(mean, dtype), summed
+        return eager_ops.cast(mean, dtype), summed
 
     def average_pooled_mean_and_sums(self, x, sigma, pool_size: tuple):
         """Returns `(pooled, Σ Var_σ[h](x), Σ pooled²)` from one native kernel, or None where none applies.
@@ -146,7 +147,8 @@ class SmoothedActivation:
 
     def _prepare(self, x, sigma):
         """Casts `x` and `sigma` to the compute dtype; returns them and x's dtype."""
-        x = ops.convert_to_tensor(x)
+        if not ops.is_tensor(x):
+            x = ops.convert_to_tensor(x)
         dtype = keras.backend.standardize_dtype(x.dtype)
         if not keras.backend.is_float_dtype(dtype):
             raise TypeError(
@@ -156,7 +158,7 @@ class SmoothedActivation:
         compute_dtype = "float32" if dtype in _HALF_PRECISION else dtype
         if not ops.is_tensor(sigma):
             sigma = check_sigma(sigma, argument="sigma", owner=f"{self.__class__.__name__}")
-        return ops.cast(x, compute_dtype), ops.cast(sigma, compute_dtype), dtype
+        return eager_ops.cast(x, compute_dtype), eager_ops.cast(sigma, compute_dtype), dtype
 
 
 def keras_activation_name(function):
@@ -193,7 +195,7 @@ def sum_of_elements(x):
     kernels of `keras_gsmooth.config.set_fused_torch_kernels`.
     """
     if keras.backend.backend() == "torch":
-        return ops.sum(x)
+        return eager_ops.sum(x)
     columns = x.shape[-1] if x.shape and x.shape[-1] is not None else 1
     rows = _folded_rows(ops.reshape(x, (-1, columns)))
     return ops.sum(ops.matmul(rows, ops.ones((columns,), dtype=x.dtype)))
@@ -263,18 +265,18 @@ def normal_tails(z, upper: bool = True):
     """
     if keras.backend.backend() != "torch":
         return _fitted_normal_tails(z, upper)
-    clamped = ops.clip(z, -_TORCH_LIMIT, _TORCH_LIMIT)
+    clamped = eager_ops.clip(z, -_TORCH_LIMIT, _TORCH_LIMIT)
     erfc = native_erfc()
     if erfc is None:
         lower, upper_tail, gaussian = _fitted_normal_tails(clamped, upper)
     else:
-        gaussian = ops.exp(-ops.square(clamped))
+        gaussian = eager_ops.exp(-eager_ops.square(clamped))
         lower = 0.5 * erfc(-clamped)
         upper_tail = 0.5 * erfc(clamped) if upper else None
-    gaussian = ops.relu(gaussian - _GAUSSIAN_AT_LIMIT)
-    lower = ops.relu(lower - _HALF_TAIL_AT_LIMIT)
+    gaussian = eager_ops.relu(gaussian - _GAUSSIAN_AT_LIMIT)
+    lower = eager_ops.relu(lower - _HALF_TAIL_AT_LIMIT)
     if upper_tail is not None:
-        upper_tail = ops.relu(upper_tail - _HALF_TAIL_AT_LIMIT)
+        upper_tail = eager_ops.relu(upper_tail - _HALF_TAIL_AT_LIMIT)
     return lower, upper_tail, gaussian
 
 

@@ -26,6 +26,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_gsmooth import eager_ops
 from keras_gsmooth import native_tensorflow
 from keras_gsmooth.activations.base import INV_SQRT_2PI
 from keras_gsmooth.activations.base import SQRT_2
@@ -381,9 +382,9 @@ def _relu_parts(x, sigma, survival: bool = True):
     At σ = 0 the ratio x/σ is ±inf (x ≠ 0) or 0, which gives the exact
     unsmoothed limits; no autodiff runs through these values.
     """
-    tiny = ops.convert_to_tensor(np.finfo(keras.backend.standardize_dtype(x.dtype)).tiny, x.dtype)
+    tiny = float(np.finfo(keras.backend.standardize_dtype(x.dtype)).tiny)
     # One scalar division, then a product per element (σ may change every step).
-    cdf, upper, gaussian = normal_tails(x * (1.0 / ops.maximum(sigma, tiny)), upper=survival)
+    cdf, upper, gaussian = normal_tails(x * (1.0 / eager_ops.maximum(sigma, tiny)), upper=survival)
     x_cdf = x * cdf
     # σ/(2√π) is one scalar, so that p costs one product per element.
     p = gaussian * (sigma * (0.5 / SQRT_PI))
@@ -417,7 +418,7 @@ def _relu_variance(x, sigma, parts, alpha):
     Rounding may leave a tiny negative value where the variance is ~0:
     callers clip the elementwise variance, or its sum.
     """
-    half_sigma2 = 0.5 * ops.square(sigma)
+    half_sigma2 = 0.5 * eager_ops.square(sigma)
     x_survival = x * parts.survival
     variance = x_survival * parts.x_cdf + half_sigma2 * parts.cdf + parts.p * (x_survival - parts.x_cdf - parts.p)
     if alpha == 0.0:
@@ -474,7 +475,7 @@ def _relu_variance_function(alpha):
     def forward(x, sigma):
         parts = _relu_parts(x, sigma)
         variance = _relu_variance(x, sigma, parts, alpha)
-        return ops.maximum(variance, 0.0), (_relu_half_variance_derivative(parts, alpha),)
+        return eager_ops.maximum(variance, 0.0), (_relu_half_variance_derivative(parts, alpha),)
 
     def backward(args, residuals, upstream, wanted):
         (half_derivative,) = residuals
@@ -485,7 +486,7 @@ def _relu_variance_function(alpha):
 
 def _summed_relu_variance(x, sigma, parts, alpha):
     """`Σ Var_σ` of leaky relu over all elements of `x`, clipped at 0."""
-    return ops.maximum(sum_of_elements(_relu_variance(x, sigma, parts, alpha)), 0.0)
+    return eager_ops.maximum(sum_of_elements(_relu_variance(x, sigma, parts, alpha)), 0.0)
 
 
 @functools.cache

@@ -2,6 +2,7 @@
 
 from keras import ops
 
+from keras_gsmooth import eager_ops
 from keras_gsmooth.sigma import SigmaConsumer
 from keras_gsmooth.validation import check_regularization
 
@@ -22,6 +23,12 @@ class PenalizedLayer(SigmaConsumer):
         return check_regularization(regularization, argument=argument, owner=owner)
 
     def _add_per_sample_penalty(self, weight, total, inputs) -> None:
-        """Adds `weight · total / batch size` to the losses; `total` is summed over the batch of `inputs`."""
-        batch_size = ops.cast(ops.shape(inputs)[0], "float32")
-        self.add_loss(weight * (ops.cast(total, "float32") / batch_size))
+        """Adds `weight · total / batch size` to the losses; `total` is summed over the batch of `inputs`.
+
+        A batch size known when the step runs (always on JAX and PyTorch)
+        divides as a Python int, with no conversion to a tensor first.
+        """
+        batch_size = ops.shape(inputs)[0]
+        if not isinstance(batch_size, int):
+            batch_size = ops.cast(batch_size, "float32")
+        self.add_loss(weight * (eager_ops.cast(total, "float32") / batch_size))
