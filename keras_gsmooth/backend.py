@@ -194,6 +194,15 @@ def variable_update_scope():
     return contextlib.nullcontext()
 
 
+def is_torch_tensor(x) -> bool:
+    """Whether the backend is PyTorch and `x` a torch tensor (not a symbolic `keras.KerasTensor`)."""
+    if keras.backend.backend() != "torch":
+        return False
+    import torch
+
+    return isinstance(x, torch.Tensor)
+
+
 def compile_function(function):
     """Compiles a pure function of tensors for repeated eager calls.
 

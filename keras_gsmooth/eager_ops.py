@@ -20,13 +20,7 @@ import numbers
 import keras
 from keras import ops
 
-
-def _is_torch_tensor(x) -> bool:
-    if keras.backend.backend() != "torch":
-        return False
-    import torch
-
-    return isinstance(x, torch.Tensor)
+from keras_gsmooth.backend import is_torch_tensor as _is_torch_tensor
 
 
 def cast(x, dtype: str):
