@@ -15,6 +15,7 @@ from scipy import integrate
 from scipy import special
 
 from keras_gsmooth import activations
+from keras_gsmooth import backend
 from keras_gsmooth.activations import KerasPiecewiseLinear
 from keras_gsmooth.backend import value_and_grad
 
@@ -330,16 +331,36 @@ def test_fused_relu_gradients_equal_autodiff_of_the_generic_form(negative_slope)
 
 
 @pytest.mark.parametrize("negative_slope", [0.0, 0.2])
-def test_fused_summed_variance_and_its_gradients_equal_autodiff(negative_slope):
+@pytest.mark.parametrize("size", [33, 2 * backend.REMATERIALIZE_MIN_ELEMENTS])
+def test_fused_summed_variance_and_its_gradients_equal_autodiff(negative_slope, size):
+    """Both ways of the backward pass: residuals kept (small inputs) and recomputed (large ones)."""
     fused = activations.ReLU(negative_slope=negative_slope)
     generic = KerasPiecewiseLinear("relu", negative_slope=negative_slope)
-    xs = ops.convert_to_tensor(np.linspace(-4.0, 4.0, 33).astype("float32") + 0.01)
+    xs = ops.convert_to_tensor(np.resize(np.linspace(-4.0, 4.0, 33), size).astype("float32") + 0.01)
+    weights = ops.convert_to_tensor(np.resize(np.linspace(0.5, 1.5, 7), size).astype("float32"))
     sigma = ops.convert_to_tensor(0.7, "float32")
-    value_fused, grads_fused = value_and_grad(lambda v: fused.mean_and_summed_variance(v[0], v[1])[1], [xs, sigma])
-    value_generic, grads_generic = value_and_grad(lambda v: ops.sum(generic.variance(v[0], v[1])), [xs, sigma])
+
+    def fused_loss(v):
+        mean, summed = fused.mean_and_summed_variance(v[0], v[1])
+        return ops.sum(weights * mean) + summed
+
+    value_fused, grads_fused = value_and_grad(fused_loss, [xs, sigma])
+    value_generic, grads_generic = value_and_grad(
+        lambda v: ops.sum(weights * generic.mean(v[0], v[1])) + ops.sum(generic.variance(v[0], v[1])), [xs, sigma]
+    )
     np.testing.assert_allclose(_numpy(value_fused), _numpy(value_generic), rtol=1e-5)
     np.testing.assert_allclose(_numpy(grads_fused[0]), _numpy(grads_generic[0]), rtol=1e-4, atol=1e-6)
     np.testing.assert_allclose(_numpy(grads_fused[1]), _numpy(grads_generic[1]), rtol=1e-4, atol=1e-5)
+
+
+def test_closed_forms_recompute_their_residuals_only_for_large_or_unknown_sizes():
+    def rematerializes(shape, asked=True):
+        return backend._rematerializes(asked, keras.KerasTensor(shape))
+
+    assert not rematerializes((1, 25, 25, 32))  # the paper CNN at batch 1: residuals kept
+    assert rematerializes((128, 25, 25, 32)) and rematerializes((None, 25, 25, 32))
+    assert rematerializes((backend.REMATERIALIZE_MIN_ELEMENTS,)) and not rematerializes((backend.REMATERIALIZE_MIN_ELEMENTS - 1,))
+    assert not rematerializes((128, 25, 25, 32), asked=False)
 
 
 def test_fused_relu_sigma_gradient_matches_finite_differences():
