@@ -1,4 +1,4 @@
-"""The `keras.ops` functions the smoothed layers call in every step, cheap on eager PyTorch.
+"""The `keras.ops` functions of the smoothed relu and the penalties, cheap on eager PyTorch.
 
 The closed forms and penalties are written once, in `keras.ops` and Python
 operators. On JAX and TensorFlow a train step is traced once and compiled,
@@ -9,8 +9,10 @@ tensors) costs several times the operation itself: `keras.ops.maximum(x,
 0.0)` took 26 µs against 3–6 µs for the torch function on 128 values, and
 the smoothed relu's forward pass spent two thirds of its 280 µs there.
 
-Each function here is the `keras.ops` function of the same name and gives
-the same values: on PyTorch, given torch tensors, it calls the torch
+The smoothed relu's closed form, the penalties and σ's schedule step call
+these in every step; other closed forms, rarer or already compiled, use
+`keras.ops`. Each function here is the `keras.ops` function of the same
+name and gives the same values: on PyTorch, given torch tensors, it calls the torch
 function directly; otherwise it calls `keras.ops`. `cast` returns a tensor
 that already has the dtype unchanged, on every backend.
 """
