@@ -67,8 +67,7 @@ class SigmaConsumer:
         """σ as a scalar tensor of `dtype`: the bound variable's value, or the constant."""
         if self._sigma_binding is None:
             return ops.convert_to_tensor(self._sigma_constant, dtype=dtype)
-        variable = self._sigma_binding.variable
-        return variable.value if variable.dtype == dtype else ops.cast(variable.value, dtype)
+        return eager_ops.cast(self._sigma_binding.variable.value, dtype)
 
     @property
     def fast_without_xla(self) -> bool:
