@@ -4,16 +4,14 @@ On a CPU, Keras trains a TensorFlow model without XLA, where a convolution
 and its relu run as one oneDNN operation. The smoothed relu written with
 `keras.ops` is a chain of a few dozen elementwise operations: without XLA
 each is a pass over memory, and with XLA (which fuses them) the rest of the
-step runs slower than oneDNN's. `kernels/smoothed_leaky_relu.cc` evaluates
-the same closed forms in one vectorised, multi-threaded loop per pass: the
+step runs slower than oneDNN's. `kernels/smoothed_leaky_relu.cc` runs the
+element loops of `kernels/smoothed_leaky_relu.h`, which evaluate the same
+closed forms in one vectorised loop per pass, on TensorFlow's threads: the
 forward pass gives `h_σ` and `Σ Var_σ`, the backward pass recomputes Φ and p
 from the input instead of reading them from memory.
 
-The source is compiled into a TensorFlow op library with the C++ compiler
-`$CXX` (default `g++`) and TensorFlow's own headers and flags
-(`tf.sysconfig`), once per source, TensorFlow version and flags: the library
-is cached in `$KERAS_GSMOOTH_CACHE` (default `~/.cache/keras_gsmooth`, or
-`$XDG_CACHE_HOME/keras_gsmooth`). `keras_gsmooth.config.set_native_tensorflow_kernels`
+The source is compiled into a TensorFlow op library with TensorFlow's own
+headers and flags (`tf.sysconfig`) and cached (`keras_gsmooth.native_build`). `keras_gsmooth.config.set_native_tensorflow_kernels`
 switches the kernels on, off or to `"auto"`.
 
 A smoothed relu followed by a non-overlapping average pooling
@@ -27,24 +25,16 @@ reads the pooled gradient: the penalty costs no pass of its own.
 """
 
 import functools
-import hashlib
-import os
-import pathlib
-import shutil
-import subprocess
-import tempfile
-import warnings
 
 import keras
 
 from keras_gsmooth import config
+from keras_gsmooth import native_build
+from keras_gsmooth.native_build import KernelBuildError
 
-_SOURCE = pathlib.Path(__file__).parent / "kernels" / "smoothed_leaky_relu.cc"
-_OWN_FLAGS = ("-O3", "-fPIC", "-shared", "-std=c++17", "-fno-math-errno", "-fno-trapping-math", "-fopenmp-simd", "-w")
-
-
-class KernelBuildError(RuntimeError):
-    """The native TensorFlow kernels could not be compiled or loaded."""
+_SOURCE = native_build.KERNELS / "smoothed_leaky_relu.cc"
+_WHAT = "the native TensorFlow kernels"
+_FALLBACK = "The smoothed relu runs as keras.ops operations, compiled with XLA, which is slower on a CPU."
 
 
 def smoothed_leaky_relu(x, sigma, alpha: float, sigma_derivatives):
@@ -203,10 +193,9 @@ def kernels_available() -> bool:
     setting = config.native_tensorflow_kernels()
     if setting is False or keras.backend.backend() != "tensorflow":
         return False
-    if setting is True:
-        _library()
-        return True
-    return not _gpu_visible() and _library_or_warning() is not None
+    if setting == config.AUTO and _gpu_visible():
+        return False
+    return native_build.loads(setting, _library, _FALLBACK, "set_native_tensorflow_kernels")
 
 
 @functools.cache
@@ -240,25 +229,6 @@ def _in_portable_trace() -> bool:
     )
 
 
-def _library_or_warning():
-    """The op library, or None after a warning (once) that it does not compile."""
-    try:
-        return _library()
-    except KernelBuildError as error:
-        _warn_once(str(error))
-        return None
-
-
-@functools.cache
-def _warn_once(message: str) -> None:
-    warnings.warn(
-        f"{message} The smoothed relu runs as keras.ops operations, compiled with XLA, "
-        "which is slower on a CPU. Choose them with "
-        "keras_gsmooth.config.set_native_tensorflow_kernels(False) to silence this warning.",
-        stacklevel=3,
-    )
-
-
 @functools.cache
 def _library():
     """The loaded op library, compiled first where the cache does not hold it.
@@ -273,62 +243,28 @@ def _library():
         return tf.load_op_library(str(path))
     except Exception as error:  # tf raises NotFoundError for a library it cannot load
         raise KernelBuildError(
-            f"keras_gsmooth: loading the native TensorFlow kernels ({path}) failed: {error}. "
+            f"keras_gsmooth: loading {_WHAT} ({path}) failed: {error}. "
             "Delete the file to compile them again."
         ) from error
 
 
-def _built_library() -> pathlib.Path:
+def _built_library():
     """The cached library's path, compiling it first where the cache does not hold it."""
     import tensorflow as tf
 
-    flags = _build_command("OUTPUT")
-    key = hashlib.sha256("\0".join([_SOURCE.read_text(), tf.__version__, *flags]).encode()).hexdigest()[:16]
-    path = _cache_directory() / f"smoothed_leaky_relu-{key}.so"
-    if not path.exists():
-        _compile(path)
-    return path
+    return native_build.built_library("smoothed_leaky_relu", _SOURCE, tf.__version__, _build_command, _WHAT)
 
 
 def _build_command(output) -> list:
     """The compiler call that builds the op library into `output`: compile flags before the source, link flags after."""
     import tensorflow as tf
 
-    compiler = os.environ.get("CXX", "g++")
     return [
-        compiler,
-        *_OWN_FLAGS,
+        native_build.compiler(),
+        *native_build.OWN_FLAGS,
         *tf.sysconfig.get_compile_flags(),
         str(_SOURCE),
         "-o",
         str(output),
         *tf.sysconfig.get_link_flags(),
     ]
-
-
-def _cache_directory() -> pathlib.Path:
-    root = os.environ.get("KERAS_GSMOOTH_CACHE")
-    if root is None:
-        root = pathlib.Path(os.environ.get("XDG_CACHE_HOME", pathlib.Path.home() / ".cache")) / "keras_gsmooth"
-    return pathlib.Path(root)
-
-
-def _compile(path: pathlib.Path) -> None:
-    """Compiles the kernels into `path`, through a temporary file so that concurrent processes never load half a file."""
-    compiler = _build_command(path)[0]
-    if shutil.which(compiler) is None:
-        raise KernelBuildError(
-            f"keras_gsmooth: the native TensorFlow kernels need a C++ compiler, and "
-            f"{compiler!r} (from $CXX, default g++) was not found. Install g++ or set CXX."
-        )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=path.parent) as scratch:
-        built = pathlib.Path(scratch) / path.name
-        result = subprocess.run(_build_command(built), capture_output=True, text=True)
-        if result.returncode != 0:
-            summary = " ".join(result.stderr.split())
-            raise KernelBuildError(
-                f"keras_gsmooth: compiling the native TensorFlow kernels with {compiler} failed "
-                f"(exit status {result.returncode}): {summary[-400:]}"
-            )
-        os.replace(built, path)

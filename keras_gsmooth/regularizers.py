@@ -294,14 +294,31 @@ class _ConvPenalty(_SmoothingPenalty):
         }
 
 
+class _SumOfSquaresPenalty(_SmoothingPenalty):
+    """A smoothing penalty of the plain sum of squares of its tensor, which a layer may also sum itself."""
+
+    def _weighted_square_sum(self, x):
+        return _sum_of_squares(x)
+
+    def of_sum_of_squares(self, total):
+        """The penalty of a tensor whose `Σ x²` is `total`, a scalar tensor summed already.
+
+        `SmoothDense` sums its kernel's squares as it applies the kernel, and
+        `SmoothActivation`'s fused kernel its output's as it pools.
+        """
+        return self._scaled(eager_ops.cast(total, _accumulation_dtype(total)))
+
+
 @keras.saving.register_keras_serializable(package="keras_gsmooth")
-class DenseKernelPenalty(_SmoothingPenalty):
+class DenseKernelPenalty(_SumOfSquaresPenalty):
     """λ·(σ²/2)·‖θ‖²_F: the kernel penalty of a smoothed Dense layer.
 
     Smoothing the Dense term ‖xθ + b − y‖² of the lifted objective over the
     layer's input x adds (σ²/2)‖θ‖²_F per sample (SPEC.md §3). Use it as the
-    Dense layer's `kernel_regularizer`; its λ is the layer's λ_l, shared with
-    the `DenseInputPenalty` on the layer's input. A Dense layer on inputs of
+    Dense layer's `kernel_regularizer`, or as the `kernel_penalty` of a
+    `keras_gsmooth.layers.SmoothDense`, which adds it as it applies the
+    kernel; its λ is the layer's λ_l, shared with the `DenseInputPenalty` on
+    the layer's input. A Dense layer on inputs of
     shape `(batch, ..., features)` applies its kernel at every position of
     the middle axes and pays the penalty at each: `smooth_model` passes λ_l
     times their number.
@@ -323,12 +340,9 @@ class DenseKernelPenalty(_SmoothingPenalty):
     def __init__(self, regularization, sigma=0.0):
         super().__init__(regularization, sigma)
 
-    def _weighted_square_sum(self, x):
-        return _sum_of_squares(x)
-
 
 @keras.saving.register_keras_serializable(package="keras_gsmooth")
-class DenseInputPenalty(_SmoothingPenalty):
+class DenseInputPenalty(_SumOfSquaresPenalty):
     """λ·(σ²·units/2)·‖x‖²: the input penalty of a smoothed Dense layer.
 
     Smoothing the Dense term ‖xθ + b − y‖² over the kernel θ adds
@@ -361,17 +375,6 @@ class DenseInputPenalty(_SmoothingPenalty):
     @property
     def multiplicity(self) -> int:
         return self.units
-
-    def _weighted_square_sum(self, x):
-        return _sum_of_squares(x)
-
-    def of_sum_of_squares(self, total):
-        """The penalty of a tensor whose `Σ x²` is `total` (a float32 scalar tensor), already summed.
-
-        `SmoothActivation` uses it for its `output_penalty`, whose sum of
-        squares its fused native kernel computes.
-        """
-        return self._scaled(ops.convert_to_tensor(total, "float32"))
 
     def get_config(self) -> dict:
         return {**super().get_config(), "units": self.units}

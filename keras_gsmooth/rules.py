@@ -225,8 +225,19 @@ def dense_rule(layer: keras.layers.Dense, context: RuleContext) -> Replacement:
     each position's input is a variable of its own: the kernel penalty
     counts once per position, as a convolution's counts its taps. Those
     axes must then have a static size.
+
+    A penalized Dense layer called once becomes a
+    `keras_gsmooth.layers.SmoothDense`, which adds the kernel penalty as it
+    applies the kernel; one called several times (or quantized) keeps it as
+    its `kernel_regularizer`, paid once for all its calls.
     """
-    return _with_dense_penalties(layer, context, lambda shape: math.prod(_position_axes(shape)), lambda: layer.units)
+    return _with_dense_penalties(
+        layer,
+        context,
+        lambda shape: math.prod(_position_axes(shape)),
+        lambda: layer.units,
+        penalty_in_call=context.calls == 1 and layer.quantization_mode is None,
+    )
 
 
 def einsum_dense_rule(layer: keras.layers.EinsumDense, context: RuleContext) -> Replacement:
@@ -254,24 +265,27 @@ def einsum_dense_rule(layer: keras.layers.EinsumDense, context: RuleContext) -> 
     return _with_dense_penalties(layer, context, positions_of, units)
 
 
-def _with_dense_penalties(layer, context: RuleContext, positions_of, units) -> Replacement:
+def _with_dense_penalties(layer, context: RuleContext, positions_of, units, penalty_in_call=False) -> Replacement:
     """The layer with its activation split off and, where penalized, the Dense penalties.
 
     `positions_of(shape)` is the number of positions the kernel is applied
     at in a call on an input of `shape`, and `units()` the number of kernel
     entries each input entry meets; both are read only where the layer is
-    penalized (they may refuse it).
+    penalized (they may refuse it). With `penalty_in_call`, a penalized
+    layer becomes a `SmoothDense` carrying the kernel penalty.
     """
     overrides, activation = _split_activation(layer, context)
-    input_penalty = None
-    if context.penalized:
-        positions = sum(positions_of(shape) for shape in context.penalized_input_shapes)
-        overrides["kernel_regularizer"] = _with_extra_regularizer(
-            layer.kernel_regularizer,
-            regularizers.DenseKernelPenalty(context.regularization * positions),
-        )
-        input_penalty = regularizers.DenseInputPenalty(units(), context.regularization)
-    return Replacement(clone_layer(layer, **overrides), input_penalty, activation)
+    if not context.penalized:
+        return Replacement(clone_layer(layer, **overrides), None, activation)
+    positions = sum(positions_of(shape) for shape in context.penalized_input_shapes)
+    kernel_penalty = regularizers.DenseKernelPenalty(context.regularization * positions)
+    input_penalty = regularizers.DenseInputPenalty(units(), context.regularization)
+    if penalty_in_call:
+        smoothed = layers.SmoothDense.from_config({**_live_config(layer, **overrides), "kernel_penalty": kernel_penalty})
+    else:
+        overrides["kernel_regularizer"] = _with_extra_regularizer(layer.kernel_regularizer, kernel_penalty)
+        smoothed = clone_layer(layer, **overrides)
+    return Replacement(smoothed, input_penalty, activation)
 
 
 def _einsum_axes(equation: str, input_rank: int) -> tuple:
@@ -698,6 +712,7 @@ _KNOWN_UNSUPPORTED = {
     ),
     SmoothActivation: _ALREADY_SMOOTHED,
     layers.SmoothPReLU: _ALREADY_SMOOTHED,
+    layers.SmoothDense: _ALREADY_SMOOTHED,
     layers.SmoothMultiply: _ALREADY_SMOOTHED,
     layers.SmoothDot: _ALREADY_SMOOTHED,
     layers.SmoothSeparableConv1D: _ALREADY_SMOOTHED,

@@ -56,7 +56,11 @@ class SigmaConsumer:
         self._sigma_binding = _SigmaBinding(variable)
 
     def _owned_sigma_consumers(self) -> tuple:
-        """The consumers this one holds apart from a layer's regularizers (a layer's output penalty)."""
+        """The consumers this layer holds apart from its regularizers (a layer's output penalty).
+
+        `sigma_consumers` also asks a layer that is not a consumer itself
+        (`keras_gsmooth.layers.SmoothDense`) for its own.
+        """
         return ()
 
     @property
@@ -84,7 +88,10 @@ class SigmaConsumer:
 def _sigma_consumers_of(layer):
     if isinstance(layer, SigmaConsumer):
         yield layer
-        yield from layer._owned_sigma_consumers()
+    # A layer may hold penalties apart from its regularizers (`SmoothDense`'s kernel penalty).
+    owned = getattr(layer, "_owned_sigma_consumers", None)
+    if owned is not None:
+        yield from owned()
     if isinstance(layer.activity_regularizer, SigmaConsumer):
         yield layer.activity_regularizer
     for weight in layer._trainable_variables + layer._non_trainable_variables:

@@ -138,7 +138,7 @@ def test_sequential_with_fused_activations_and_dropout():
     x = np.random.default_rng(1).normal(size=(4, 6)).astype("float32")
     np.testing.assert_allclose(outputs_of(smoothed, x)[0], outputs_of(model, x)[0], rtol=1e-5, atol=1e-6)
     types = [type(layer).__name__ for layer in smoothed.layers]
-    assert types == ["InputLayer", "Dense", "SmoothActivation", "InputPenalty", "InputPenalty", "Dense"]
+    assert types == ["InputLayer", "Dense", "SmoothActivation", "InputPenalty", "InputPenalty", "SmoothDense"]
     # The final softmax stays fused and unsmoothed.
     assert smoothed.layers[-1].activation is keras.activations.softmax
     # Dropout penalty (p/(1-p))·‖x‖² with σ-free weight; Dense penalties vanish at σ = 0.
@@ -325,8 +325,32 @@ def test_shared_layer_penalized_once_per_hidden_call():
     out = shared(shared(first))
     model = keras.Model(a, out)
     smoothed = keras_gsmooth.smooth_model(model, sigma=0.5, regularization={"shared": 1.0})
+    # A layer called twice keeps its kernel penalty as its kernel regularizer, paid once for both calls.
+    assert type(smoothed.get_layer("shared")) is keras.layers.Dense
     kernel_penalty = smoothed.get_layer("shared").kernel_regularizer
     assert kernel_penalty.regularization == pytest.approx(2.0)
+
+
+def test_a_dense_layer_called_once_adds_its_kernel_penalty_as_it_applies_its_kernel():
+    inputs = keras.Input((3,))
+    hidden = keras.layers.Dense(4, activation="tanh", name="first")(inputs)
+    head = keras.layers.Dense(2, kernel_regularizer=keras.regularizers.L2(0.3), name="head")
+    model = keras.Model(inputs, head(hidden))
+    smoothed = keras_gsmooth.smooth_model(model, sigma=0.5, regularization={"head": 0.7})
+    layer = smoothed.get_layer("head")
+    assert isinstance(layer, keras_gsmooth.layers.SmoothDense)
+    assert isinstance(layer.kernel_penalty, keras_gsmooth.regularizers.DenseKernelPenalty)
+    assert layer.kernel_penalty.regularization == pytest.approx(0.7) and layer.kernel_penalty.is_sigma_bound
+    assert layer.kernel_regularizer.get_config() == head.kernel_regularizer.get_config()  # the user's, kept
+    x = random_inputs(model, batch=3)
+    kernel = keras.ops.convert_to_numpy(head.kernel).astype("float64")
+    first = keras.ops.convert_to_numpy(keras.Model(smoothed.inputs, smoothed.get_layer("first_activation").output)(x[0]))
+    expected = (
+        0.7 * (0.25 / 2) * (kernel**2).sum()  # the kernel penalty
+        + 0.7 * (0.25 * 2 / 2) * (first.astype("float64") ** 2).sum() / 3  # the input penalty, per sample
+        + 0.3 * (kernel**2).sum()  # the user's L2
+    )
+    assert total_penalty(smoothed, x) == pytest.approx(expected, rel=1e-5)
 
 
 def test_nested_model_survives_save_and_load(tmp_path):
@@ -848,7 +872,8 @@ def test_rule_returning_the_original_layer_is_refused():
 def test_regularization_forms():
     model = keras_gsmooth.models.paper_cnn(input_shape=(8, 8, 1))
     by_callable = keras_gsmooth.smooth_model(model, sigma=0.2, regularization=lambda layer: 0.5 if layer.name == "hidden" else 0.0)
-    assert by_callable.get_layer("hidden").kernel_regularizer.regularization == pytest.approx(0.5)
+    assert by_callable.get_layer("hidden").kernel_penalty.regularization == pytest.approx(0.5)
+    assert type(by_callable.get_layer("logits")) is keras.layers.Dense  # λ = 0: no penalty
     assert by_callable.get_layer("logits").kernel_regularizer is None
     with pytest.raises(ValueError, match="not in model"):
         keras_gsmooth.smooth_model(model, regularization={"hiden": 1.0})
@@ -900,7 +925,7 @@ def test_dense_on_positions_has_the_penalties_of_a_pointwise_convolution(positio
     smoothed_convolution = keras_gsmooth.smooth_model(convolution, sigma=0.4, regularization={"pointwise": 0.8})
     np.testing.assert_allclose(outputs_of(smoothed_dense, x)[0], outputs_of(smoothed_convolution, x)[0], rtol=1e-5, atol=1e-6)
     assert total_penalty(smoothed_dense, x) == pytest.approx(total_penalty(smoothed_convolution, x), rel=1e-5)
-    assert smoothed_dense.get_layer("pointwise").kernel_regularizer.regularization == pytest.approx(0.8 * math.prod(positions))
+    assert smoothed_dense.get_layer("pointwise").kernel_penalty.regularization == pytest.approx(0.8 * math.prod(positions))
 
 
 def _einsum_network(equation, input_shape, output_shape, bias_axes=None, activation=None):

@@ -20,9 +20,12 @@ from keras_gsmooth.backend import value_and_grad
 
 @pytest.fixture
 def restore_setting():
-    before = config.fused_torch_kernels()
+    # The fused kernels are compared with the eager operations, not the native kernels.
+    before = config.fused_torch_kernels(), config.native_torch_kernels()
+    config.set_native_torch_kernels(False)
     yield
-    config.set_fused_torch_kernels(before)
+    config.set_fused_torch_kernels(before[0])
+    config.set_native_torch_kernels(before[1])
 
 
 def _values_and_gradients(activation, x, sigma):
@@ -207,13 +210,13 @@ def test_auto_fuses_large_cpu_tensors_only(restore_setting):
     from keras_gsmooth import backend
 
     config.set_fused_torch_kernels("auto")
-    assert backend._use_fused_kernels(ops.zeros((config.AUTO_MIN_ELEMENTS,)))
-    assert backend._use_fused_kernels(ops.zeros((128, 25, 25, 32)))
-    assert not backend._use_fused_kernels(ops.zeros((config.AUTO_MIN_ELEMENTS - 1,)))
+    assert backend.uses_fused_torch_kernels(ops.zeros((config.AUTO_MIN_ELEMENTS,)))
+    assert backend.uses_fused_torch_kernels(ops.zeros((128, 25, 25, 32)))
+    assert not backend.uses_fused_torch_kernels(ops.zeros((config.AUTO_MIN_ELEMENTS - 1,)))
     config.set_fused_torch_kernels(True)
-    assert backend._use_fused_kernels(ops.zeros((3,)))
+    assert backend.uses_fused_torch_kernels(ops.zeros((3,)))
     config.set_fused_torch_kernels(False)
-    assert not backend._use_fused_kernels(ops.zeros((128, 25, 25, 32)))
+    assert not backend.uses_fused_torch_kernels(ops.zeros((128, 25, 25, 32)))
 
 
 _NO_COMPILER_IN_AUTO = """

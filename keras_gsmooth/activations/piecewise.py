@@ -28,6 +28,7 @@ from keras import ops
 
 from keras_gsmooth import eager_ops
 from keras_gsmooth import native_tensorflow
+from keras_gsmooth import native_torch
 from keras_gsmooth.activations.base import INV_SQRT_2PI
 from keras_gsmooth.activations.base import SQRT_2
 from keras_gsmooth.activations.base import SQRT_PI
@@ -355,13 +356,21 @@ class ReLU(SmoothedActivation):
         return _relu_summed_variance_function(self.negative_slope)(x, sigma)
 
     def _average_pooled_mean_and_sums(self, x, sigma, pool_size):
-        return native_tensorflow.smoothed_leaky_relu_average_pool(
-            x, sigma, self.negative_slope, pool_size, self._sigma_derivatives
-        )
+        for native in (native_tensorflow, native_torch):
+            fused = native.smoothed_leaky_relu_average_pool(
+                x, sigma, self.negative_slope, pool_size, self._sigma_derivatives
+            )
+            if fused is not None:
+                return fused
+        return None
 
     def _native(self, x, sigma):
-        """The native TensorFlow kernels' `(h_σ, Σ Var_σ)`, or None (`keras_gsmooth.native_tensorflow`)."""
-        return native_tensorflow.smoothed_leaky_relu(x, sigma, self.negative_slope, self._sigma_derivatives)
+        """The native kernels' `(h_σ, Σ Var_σ)`, or None (`keras_gsmooth.native_tensorflow`, `native_torch`)."""
+        for native in (native_tensorflow, native_torch):
+            outputs = native.smoothed_leaky_relu(x, sigma, self.negative_slope, self._sigma_derivatives)
+            if outputs is not None:
+                return outputs
+        return None
 
     def _sigma_derivatives(self, x, sigma):
         return _relu_sigma_derivatives(x, sigma, self.negative_slope)

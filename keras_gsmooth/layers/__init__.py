@@ -4,6 +4,7 @@ from keras_gsmooth.layers.activation import SmoothActivation
 from keras_gsmooth.layers.activation import SmoothPReLU
 from keras_gsmooth.layers.convolutional import SmoothSeparableConv1D
 from keras_gsmooth.layers.convolutional import SmoothSeparableConv2D
+from keras_gsmooth.layers.dense import SmoothDense
 from keras_gsmooth.layers.input_penalty import InputPenalty
 from keras_gsmooth.layers.merging import SmoothDot
 from keras_gsmooth.layers.merging import SmoothMultiply
