@@ -5,7 +5,8 @@ one of these forms: `plain`; `explicit`, its closed-form smoothed
 counterpart (every penalty on, λ = 1e-5, σ = 0.1), both from
 `train_step.compiled_pair`, with the package's default kernels; on
 PyTorch also `explicit-eager`, the same smoothed model stepped with
-`keras_gsmooth.config.set_fused_torch_kernels(False)` (no compiled kernels);
+`keras_gsmooth.config.set_fused_torch_kernels(False)` and
+`set_native_torch_kernels(False)` (no compiled kernels);
 two references, which show what the backend charges for any change of the
 plain network: on TensorFlow `plain-xla`, the plain network compiled with
 XLA as a `SmoothedModel` with activations other than relu is, and `silu`,
@@ -167,13 +168,15 @@ def candidate_step(candidate: Candidate, model, batch: int):
     """One train step of `model` on a fixed random batch, with the candidate's kernel setting.
 
     Every candidate's step sets `keras_gsmooth.config.set_fused_torch_kernels`
-    itself, so that interleaved candidates do not inherit each other's.
+    and `set_native_torch_kernels` itself, so that interleaved candidates do
+    not inherit each other's.
     """
     step = step_function(model, batch)
     setting = False if candidate.key == EXPLICIT_EAGER else config.AUTO
 
     def run():
         config.set_fused_torch_kernels(setting)
+        config.set_native_torch_kernels(setting)
         return step()
 
     return run

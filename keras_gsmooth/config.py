@@ -110,7 +110,7 @@ def set_native_torch_kernels(enabled: bool | str = AUTO) -> None:
     Fused with the average pooling that follows (`SmoothActivation` with
     `pool_size`) the forward loop also pools, and sums the pooled output's
     squares for its penalty. The smoothed paper CNN's step at batch 1 costs
-    about 1.2× the plain one this way, against 1.3× without (see the docs'
+    about 1.2× the plain one this way, against 1.35× without (see the docs'
     performance guide). The kernels run on one thread, and are compiled from
     the C++ source shipped in the package at their first use (about a
     second; the library is cached in `~/.cache/keras_gsmooth`, or
