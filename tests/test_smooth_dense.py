@@ -145,3 +145,5 @@ def test_bad_arguments_and_quantization_are_refused():
     layer.build((None, 3))
     with pytest.raises(ValueError, match="SmoothDense 'head': a quantized layer applies its kernel outside `call`"):
         layer.quantize("int8")
+    with pytest.raises(ValueError, match="SmoothDense 'quantized': a quantized layer applies its kernel outside `call`"):
+        SmoothDense(2, kernel_penalty=DenseKernelPenalty(0.1), dtype="int8_from_float32", name="quantized")
